@@ -1,16 +1,21 @@
 // Time-domain evaluation of a discrete system: one step at a time (`step`,
-// for streaming) or over a whole input sequence (`recurrent`).
+// for streaming), over a whole input sequence step after step
+// (`recurrent`), or in parallel over time (`scan`).
 //
 // Convention (S4, Mamba): x_t = A x_{t-1} + B u_t, y_t = C x_t + D u_t, with
 // x_{-1} the initial state (zero unless given). u holds one row per time step
 // (L x P); y likewise (L x Q).
 #pragma once
 
+#include <ssm/detail/omp.hpp>
+#include <ssm/linear_recurrence.hpp>
 #include <ssm/system.hpp>
 
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <complex>
+#include <vector>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -77,39 +82,78 @@ Eigen::Matrix<typename System::Scalar, System::OutputSize, 1> step(
   return sys.C * x + sys.D * u;
 }
 
-/// Runs the recurrence over all L rows of u (L x P) and returns y (L x Q).
-/// x: the initial state x_{-1} on entry, the final state x_{L-1} on return.
-/// O(L N^2) for dense A, O(L N) for diagonal A. Works through blocks of
-/// steps, so beyond u and y it holds O(N) per step of one block, whatever L.
+namespace detail {
+
+template <class T>
+struct has_simd : std::bool_constant<std::is_same<T, float>::value || std::is_same<T, double>::value ||
+                                     std::is_same<T, std::complex<float>>::value ||
+                                     std::is_same<T, std::complex<double>>::value> {};
+
+// The recurrence over steps [t0, t1) of u from the state x (updated in
+// place), writing rows [t0, t1) of y; the states are not written when y is
+// null. Blocks of steps: the input terms B u_t of a block in one product,
+// then the states (the scan core for diagonal A, one matrix-vector product
+// per step for dense A), then the outputs in one product.
+template <class System, class Derived, class Y>
+void run_steps(const System& sys, const Eigen::MatrixBase<Derived>& u, Eigen::Index t0,
+               Eigen::Index t1, typename System::StateVector& x, Y* y) {
+  using Scalar = typename System::Scalar;
+  using States = Eigen::Matrix<Scalar, Eigen::Dynamic, System::StateSize,
+                               System::StateSize == 1 ? Eigen::ColMajor : Eigen::RowMajor>;
+  constexpr Eigen::Index block = 256;
+  const Eigen::Index N = sys.state_size();
+  States X;
+  typename System::StateVector tmp(N);
+  for (Eigen::Index s = t0; s < t1; s += block) {
+    const Eigen::Index T = std::min(block, t1 - s);
+    const auto ub = u.middleRows(s, T).template cast<Scalar>();
+    X.noalias() = ub * sys.B.transpose();  // (T, P) -> (T, N): B u_t, then x_t
+    if constexpr (System::IsDiagonal && has_simd<Scalar>::value) {
+      linear_recurrence<Scalar>(std::size_t(T), std::size_t(N), {sys.A.data(), 0}, {X.data(), N},
+                                x.data(), {X.data(), N}, 1);
+    } else {
+      for (Eigen::Index t = 0; t < T; ++t) {
+        propagate(sys, x, tmp);
+        x += X.row(t).transpose();
+        X.row(t) = x.transpose();
+      }
+    }
+    if (y) {
+      y->middleRows(s, T).noalias() = X * sys.C.transpose();
+      y->middleRows(s, T).noalias() += ub * sys.D.transpose();
+    }
+  }
+}
+
+// A^k by repeated squaring: O(N^3 log k).
+template <class Matrix>
+Matrix matrix_power(const Matrix& A, Eigen::Index k) {
+  Matrix result = Matrix::Identity(A.rows(), A.cols()), base = A;
+  for (; k > 0; k >>= 1) {
+    if (k & 1) result = result * base;
+    base = base * base;
+  }
+  return result;
+}
+
+}  // namespace detail
+
+/// Runs the recurrence over all L rows of u (L x P), one step after another,
+/// and returns y (L x Q). x: the initial state x_{-1} on entry, the final
+/// state x_{L-1} on return. O(L N^2) for dense A, O(L N) for diagonal A
+/// (through the SIMD scan core); beyond u and y it holds O(N) numbers per
+/// step of one 256-step block, whatever L. Single-threaded and
+/// deterministic; scan() is the multi-threaded evaluation.
 template <class System, class Derived,
           detail::enable_if_discrete_t<System> = 0>
 Eigen::Matrix<typename System::Scalar, Eigen::Dynamic, System::OutputSize>
 recurrent(const System& sys, const Eigen::MatrixBase<Derived>& u,
           typename System::StateVector& x) {
-  using Scalar = typename System::Scalar;
-  using States = Eigen::Matrix<Scalar, Eigen::Dynamic, System::StateSize,
-                               System::StateSize == 1 ? Eigen::ColMajor
-                                                      : Eigen::RowMajor>;
   detail::check_input(sys, u, "ssm::recurrent");
   detail::check_state(sys, x, "ssm::recurrent");
-  const Eigen::Index L = u.rows(), block = 256;
-  Eigen::Matrix<Scalar, Eigen::Dynamic, System::OutputSize> y(L, sys.output_size());
-  States X;
-  typename System::StateVector tmp(x.rows());
-  for (Eigen::Index t0 = 0; t0 < L; t0 += block) {
-    const Eigen::Index T = std::min(block, L - t0);
-    const auto ub = u.middleRows(t0, T).template cast<Scalar>();
-    // (T, P) -> (T, N): the input terms B u_t of the block in one product,
-    // then overwritten row by row with the states x_t
-    X.noalias() = ub * sys.B.transpose();
-    for (Eigen::Index t = 0; t < T; ++t) {
-      detail::propagate(sys, x, tmp);
-      x += X.row(t).transpose();
-      X.row(t) = x.transpose();
-    }
-    y.middleRows(t0, T).noalias() = X * sys.C.transpose();
-    y.middleRows(t0, T).noalias() += ub * sys.D.transpose();
-  }
+  Eigen::Matrix<typename System::Scalar, Eigen::Dynamic, System::OutputSize> y(
+      u.rows(), sys.output_size());
+  detail::run_steps(sys, u, 0, u.rows(), x, &y);
   return y;
 }
 
@@ -121,6 +165,99 @@ recurrent(const System& sys, const Eigen::MatrixBase<Derived>& u) {
   typename System::StateVector x =
       System::StateVector::Zero(sys.state_size());
   return recurrent(sys, u, x);
+}
+
+/// The same outputs as recurrent(), computed in parallel over time with
+/// `threads` threads (0: OpenMP's maximum): a parallel scan, equal to the
+/// sequential result up to rounding (tests/test_paths.cpp).
+/// Diagonal A: the scan core over super-blocks of 2^16 steps (time-chunked
+/// or channel-parallel threads). Dense A: the sequence is cut in one chunk
+/// per thread; thread 0 runs its chunk from x_{-1} while each other thread
+/// reduces its chunk to its end state from zero; the chunk boundaries then
+/// follow in order (x_in' = A^len x_in + end) and the other threads rerun
+/// their chunks from their true initial states. Thread 0 gets a longer
+/// chunk, since the others pass over theirs twice.
+/// Assumes a stable or modest A: A^len is formed explicitly.
+template <class System, class Derived, detail::enable_if_discrete_t<System> = 0>
+Eigen::Matrix<typename System::Scalar, Eigen::Dynamic, System::OutputSize> scan(
+    const System& sys, const Eigen::MatrixBase<Derived>& u, typename System::StateVector& x,
+    int threads = 0) {
+  using Scalar = typename System::Scalar;
+  using Y = Eigen::Matrix<Scalar, Eigen::Dynamic, System::OutputSize>;
+  detail::check_input(sys, u, "ssm::scan");
+  detail::check_state(sys, x, "ssm::scan");
+  const Eigen::Index L = u.rows(), N = sys.state_size();
+  const int nt = detail::resolve_threads(threads);
+  Y y(L, sys.output_size());
+  if (nt <= 1 || L < 4096) {
+    detail::run_steps(sys, u, 0, L, x, &y);
+    return y;
+  }
+  if constexpr (System::IsDiagonal && detail::has_simd<Scalar>::value) {
+    using States = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    constexpr Eigen::Index super = Eigen::Index(1) << 16;
+    States X;
+    for (Eigen::Index s = 0; s < L; s += super) {
+      const Eigen::Index T = std::min(super, L - s);
+      const auto ub = u.middleRows(s, T).template cast<Scalar>();
+      X.noalias() = ub * sys.B.transpose();
+      linear_recurrence<Scalar>(std::size_t(T), std::size_t(N), {sys.A.data(), 0}, {X.data(), N},
+                                x.data(), {X.data(), N}, nt);
+      y.middleRows(s, T).noalias() = X * sys.C.transpose();
+      y.middleRows(s, T).noalias() += ub * sys.D.transpose();
+    }
+  } else {
+    using State = typename System::StateVector;
+    using Dense = Eigen::Matrix<Scalar, System::StateSize, System::StateSize>;
+    const Dense A = [&] {
+      if constexpr (System::IsDiagonal) return Dense(sys.A.asDiagonal());
+      else return Dense(sys.A);
+    }();
+    // chunk j starts at L (2j + 1) / (2 nt + 1) for j > 0: thread 0 gets 3 parts, the others 2
+    auto start = [&](Eigen::Index j) {
+      return j == 0 ? 0 : std::min(L, L * (2 * j + 1) / (2 * nt + 1));
+    };
+    std::vector<State> ends(std::size_t(nt), State::Zero(N));
+#pragma omp parallel num_threads(nt)
+    {
+      // chunks j, j + team, ...: all of them even if OpenMP gives fewer threads
+      const int first = detail::thread_index(), stride = detail::team_size();
+      for (int j = first; j < nt; j += stride) {
+        if (j == 0)
+          detail::run_steps(sys, u, 0, start(1), x, &y);
+        else
+          detail::run_steps(sys, u, start(j), start(j + 1), ends[std::size_t(j)],
+                            static_cast<Y*>(nullptr));
+      }
+#pragma omp barrier
+#pragma omp single
+      {
+        // ends[i] becomes chunk i's true initial state, x the final state
+        State in = x;
+        for (int i = 1; i < nt; ++i) {
+          std::swap(in, ends[std::size_t(i)]);
+          const State& init = ends[std::size_t(i)];
+          if (i + 1 < nt)
+            in = detail::matrix_power(A, start(i + 1) - start(i)) * init + in;
+          else
+            x = detail::matrix_power(A, L - start(i)) * init + in;
+        }
+      }
+      for (int j = first == 0 ? stride : first; j < nt; j += stride) {
+        State xj = ends[std::size_t(j)];
+        detail::run_steps(sys, u, start(j), start(j + 1), xj, &y);
+      }
+    }
+  }
+  return y;
+}
+
+/// scan() from the zero state.
+template <class System, class Derived, detail::enable_if_discrete_t<System> = 0>
+Eigen::Matrix<typename System::Scalar, Eigen::Dynamic, System::OutputSize> scan(
+    const System& sys, const Eigen::MatrixBase<Derived>& u, int threads = 0) {
+  typename System::StateVector x = System::StateVector::Zero(sys.state_size());
+  return scan(sys, u, x, threads);
 }
 
 }  // namespace ssm

@@ -1,0 +1,250 @@
+// SIMD kernels of the first-order linear recurrence h_t = a_t * h_{t-1} + b_t,
+// element-wise over channels, written once against xsimd::batch.
+//
+// Layout: step t of a sequence starts at data + t * stride, channels
+// contiguous (time-major, as a (L, channels) row-major matrix); stride 0
+// repeats one row (a time-invariant coefficient).
+#pragma once
+
+#include <xsimd/xsimd.hpp>
+
+#include <complex>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+// Kernel helpers must inline into their loops whatever the optimization
+// level: a call per batch would cost more than the work it does.
+#if defined(__GNUC__) || defined(__clang__)
+#define SSM_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define SSM_ALWAYS_INLINE inline
+#endif
+
+namespace ssm::detail {
+
+// What a kernel writes at each step besides updating the state.
+enum class Emit {
+  none,           // only the final state
+  states,         // every h_t, to out
+  readout_first,  // y_t[w] = c_t[j] h_t[j] for the channels j of the first group
+  readout_add,    // y_t[w] += c_t[j] h_t[j] for the channels of the other groups
+};
+
+// Channel j belongs to group j / width and feeds output w = j % width.
+template <class T>
+struct RecurrenceArgs {
+  const T* a;
+  std::ptrdiff_t a_stride;  // 0: time-invariant
+  const T* b;
+  std::ptrdiff_t b_stride;
+  T* out = nullptr;         // Emit::states
+  std::ptrdiff_t out_stride = 0;
+  const T* c = nullptr;     // Emit::readout_*: the readout weights
+  std::ptrdiff_t c_stride = 0;
+  T* y = nullptr;           // Emit::readout_*: outputs, `width` per step
+  std::ptrdiff_t y_stride = 0;
+  std::size_t width = 0;
+
+  // The same arguments from step t0 on.
+  RecurrenceArgs from(std::size_t t0) const {
+    const auto t = std::ptrdiff_t(t0);
+    RecurrenceArgs r = *this;
+    r.a += t * a_stride;
+    r.b += t * b_stride;
+    if (out) r.out += t * out_stride;
+    if (c) r.c += t * c_stride;
+    if (y) r.y += t * y_stride;
+    return r;
+  }
+};
+
+template <class T>
+struct is_complex_scalar : std::false_type {};
+template <class T>
+struct is_complex_scalar<std::complex<T>> : std::true_type {};
+
+// a * h + b: fused for real batches. Scalars and complex values use the
+// plain expression (which the compiler may contract), so the SIMD lanes and
+// the scalar tail can differ in the last bit.
+template <class T, class Arch>
+SSM_ALWAYS_INLINE xsimd::batch<T, Arch> affine(const xsimd::batch<T, Arch>& a, const xsimd::batch<T, Arch>& h,
+                             const xsimd::batch<T, Arch>& b) {
+  return xsimd::fma(a, h, b);
+}
+template <class T, class Arch>
+SSM_ALWAYS_INLINE xsimd::batch<std::complex<T>, Arch> affine(const xsimd::batch<std::complex<T>, Arch>& a,
+                                           const xsimd::batch<std::complex<T>, Arch>& h,
+                                           const xsimd::batch<std::complex<T>, Arch>& b) {
+  return a * h + b;
+}
+template <class T>
+SSM_ALWAYS_INLINE T affine(const T& a, const T& h, const T& b) {
+  return a * h + b;
+}
+
+// Calls f(std::integral_constant<std::size_t, k>) for k = 0 .. K-1, unrolled,
+// so arrays of batches indexed by k stay in registers.
+template <std::size_t... k, class F>
+SSM_ALWAYS_INLINE void static_for(std::index_sequence<k...>, F&& f) {
+  (f(std::integral_constant<std::size_t, k>{}), ...);
+}
+template <std::size_t K, class F>
+SSM_ALWAYS_INLINE void static_for(F&& f) {
+  static_for(std::make_index_sequence<K>{}, std::forward<F>(f));
+}
+
+// K * W channels starting at c over L steps, the states in registers.
+// h: the K * W states in and out. prod (if Prod): receives prod_t a_t, the
+// factor by which the block's initial state reaches its end (chunked scans).
+template <class Arch, std::size_t K, bool ConstA, Emit E, bool Prod, class T>
+void recurrence_block(const RecurrenceArgs<T>& r, T* h, T* prod, std::size_t L,
+                      std::size_t c) {
+  using batch = xsimd::batch<T, Arch>;
+  constexpr std::size_t W = batch::size;
+  constexpr bool Readout = E == Emit::readout_first || E == Emit::readout_add;
+  batch s[K], p[K], a_const[K];
+  static_for<K>([&](auto k) {
+    s[k] = batch::load_unaligned(h + c + k * W);
+    if constexpr (Prod) p[k] = batch(T(1));
+    if constexpr (ConstA) a_const[k] = batch::load_unaligned(r.a + c + k * W);
+  });
+  const T* a = r.a + c;
+  const T* b = r.b + c;
+  const T* cw = Readout ? r.c + c : nullptr;
+  T* out = E == Emit::states ? r.out + c : Readout ? r.y + c % r.width : nullptr;
+  const std::ptrdiff_t out_stride = Readout ? r.y_stride : r.out_stride;
+  for (std::size_t t = 0; t < L; ++t) {
+    static_for<K>([&](auto k) {
+      const batch a_t = ConstA ? a_const[k] : batch::load_unaligned(a + k * W);
+      s[k] = affine(a_t, s[k], batch::load_unaligned(b + k * W));
+      if constexpr (Prod) p[k] *= a_t;
+      if constexpr (E == Emit::states) s[k].store_unaligned(out + k * W);
+      if constexpr (E == Emit::readout_first)
+        (batch::load_unaligned(cw + k * W) * s[k]).store_unaligned(out + k * W);
+      if constexpr (E == Emit::readout_add)
+        affine(batch::load_unaligned(cw + k * W), s[k], batch::load_unaligned(out + k * W))
+            .store_unaligned(out + k * W);
+    });
+    if constexpr (!ConstA) a += r.a_stride;
+    b += r.b_stride;
+    if constexpr (Readout) cw += r.c_stride;
+    if constexpr (E != Emit::none) out += out_stride;
+  }
+  static_for<K>([&](auto k) {
+    s[k].store_unaligned(h + c + k * W);
+    if constexpr (Prod) p[k].store_unaligned(prod + c + k * W);
+  });
+}
+
+// One channel at a time: the tail that does not fill a batch.
+template <bool ConstA, Emit E, bool Prod, class T>
+void recurrence_scalar(const RecurrenceArgs<T>& r, T* h, T* prod, std::size_t L,
+                       std::size_t c) {
+  const auto j = std::ptrdiff_t(c);
+  const std::ptrdiff_t w = r.width ? std::ptrdiff_t(c % r.width) : 0;
+  T s = h[c], p(1);
+  for (std::size_t i = 0; i < L; ++i) {
+    const auto t = std::ptrdiff_t(i);
+    const T a_t = r.a[(ConstA ? 0 : t * r.a_stride) + j];
+    s = affine(a_t, s, r.b[t * r.b_stride + j]);
+    if constexpr (Prod) p *= a_t;
+    if constexpr (E == Emit::states) r.out[t * r.out_stride + j] = s;
+    if constexpr (E == Emit::readout_first) r.y[t * r.y_stride + w] = r.c[t * r.c_stride + j] * s;
+    if constexpr (E == Emit::readout_add) r.y[t * r.y_stride + w] += r.c[t * r.c_stride + j] * s;
+  }
+  h[c] = s;
+  if constexpr (Prod) prod[c] = p;
+}
+
+// Channels [c0, c1) over L steps: blocks of 4 batches (enough independent
+// chains to hide the FMA latency), then single batches, then scalars.
+// For the readout modes, [c0, c1) lies inside one group.
+template <class Arch, bool ConstA, Emit E, bool Prod, class T>
+void recurrence_channels(const RecurrenceArgs<T>& r, T* h, T* prod, std::size_t L,
+                         std::size_t c0, std::size_t c1) {
+  constexpr std::size_t W = xsimd::batch<T, Arch>::size;
+  std::size_t c = c0;
+  for (; c + 4 * W <= c1; c += 4 * W)
+    recurrence_block<Arch, 4, ConstA, E, Prod>(r, h, prod, L, c);
+  for (; c + W <= c1; c += W) recurrence_block<Arch, 1, ConstA, E, Prod>(r, h, prod, L, c);
+  for (; c < c1; ++c) recurrence_scalar<ConstA, E, Prod>(r, h, prod, L, c);
+}
+
+// Lane i of the result holds x[i - S], lanes below S hold `fill`.
+template <std::size_t S>
+struct ShiftIndex {
+  static constexpr unsigned get(unsigned i, unsigned) { return i >= S ? i - S : 0; }
+};
+struct LastLane {
+  static constexpr unsigned get(unsigned, unsigned n) { return n - 1; }
+};
+
+template <std::size_t S, class batch>
+SSM_ALWAYS_INLINE batch shift_up(const batch& x, const batch& fill,
+                                 const typename batch::batch_bool_type& below_S) {
+  using T = typename batch::value_type;
+  using index = xsimd::batch<xsimd::as_unsigned_integer_t<T>, typename batch::arch_type>;
+  return xsimd::select(below_S, fill,
+                       xsimd::swizzle(x, xsimd::make_batch_constant<index, ShiftIndex<S>>()));
+}
+
+// Inclusive scan of the affine maps h -> a_i h + b_i across the lanes (lane i
+// becomes the composition of lanes 0..i): log2(W) doubling steps (Hillis &
+// Steele 1986), (a, b) <- (a * a', a * b' + b) with (a', b') shifted by S.
+// below[k] masks the lanes below 2^k.
+template <std::size_t S = 1, class batch>
+SSM_ALWAYS_INLINE void scan_lanes(batch& a, batch& b,
+                                  const typename batch::batch_bool_type* below) {
+  if constexpr (S < batch::size) {
+    const batch a_prev = shift_up<S>(a, batch(1), *below);
+    const batch b_prev = shift_up<S>(b, batch(0), *below);
+    b = xsimd::fma(a, b_prev, b);
+    a *= a_prev;
+    scan_lanes<2 * S>(a, b, below + 1);
+  }
+}
+
+// A single channel stored contiguously (stride 1), real T: one channel has
+// no parallelism across channels, so the time steps of a batch are combined
+// by scan_lanes and the carry from the previous batch applied with one FMA;
+// the dependency chain is one FMA and one broadcast per W steps instead of
+// one FMA per step. h: the state in and out; prod (if Prod): prod_t a_t.
+template <class Arch, bool ConstA, bool Store, bool Prod, class T>
+void recurrence_contiguous(const RecurrenceArgs<T>& r, T& h, T& prod, std::size_t L) {
+  using batch = xsimd::batch<T, Arch>;
+  using index = xsimd::batch<xsimd::as_unsigned_integer_t<T>, Arch>;
+  constexpr std::size_t W = batch::size;
+  const auto last = xsimd::make_batch_constant<index, LastLane>();
+  // The lane masks, built once: GCC does not always inline the conversion
+  // of xsimd's compile-time masks, which would sit in the loop.
+  alignas(64) T lane_of[W];
+  for (std::size_t i = 0; i < W; ++i) lane_of[i] = T(i);
+  const batch lane = batch::load_aligned(lane_of);
+  typename batch::batch_bool_type below[8];
+  for (std::size_t k = 0; (std::size_t(1) << k) < W; ++k) below[k] = lane < batch(T(1 << k));
+
+  batch carry(h), p(T(1));
+  std::size_t t = 0;
+  for (; t + W <= L; t += W) {
+    batch a = ConstA ? batch(r.a[0]) : batch::load_unaligned(r.a + t);
+    batch b = batch::load_unaligned(r.b + t);
+    scan_lanes(a, b, below);
+    const batch hv = xsimd::fma(a, carry, b);
+    if constexpr (Store) hv.store_unaligned(r.out + t);
+    if constexpr (Prod) p *= xsimd::swizzle(a, last);
+    carry = xsimd::swizzle(hv, last);
+  }
+  T s = carry.get(0), q = p.get(0);
+  for (; t < L; ++t) {
+    const T a_t = r.a[ConstA ? 0 : t];
+    s = affine(a_t, s, r.b[t]);
+    if constexpr (Prod) q *= a_t;
+    if constexpr (Store) r.out[t] = s;
+  }
+  h = s;
+  if constexpr (Prod) prod = q;
+}
+
+}  // namespace ssm::detail

@@ -1,0 +1,210 @@
+// The scan core (include/ssm/linear_recurrence.hpp) against a straightforward
+// double-precision loop, for every case it distinguishes: time-varying or
+// constant a, real or complex, states or readout, every SIMD arch compiled
+// in, serial, channel-parallel and time-chunked threads, odd shapes, padded
+// rows and unaligned pointers.
+#include <ssm/linear_recurrence.hpp>
+
+#include "util.hpp"
+
+#include <complex>
+#include <vector>
+
+namespace {
+
+using cdouble = std::complex<double>;
+
+// Reference: h_t = a_t h_{t-1} + b_t in complex<double>, every state kept.
+struct Reference {
+  std::vector<cdouble> states;  // (L, C)
+  std::vector<cdouble> final_state;
+  std::vector<cdouble> readout;  // (L, width)
+};
+
+template <class T>
+Reference reference(std::size_t L, std::size_t C, const T* a, std::ptrdiff_t as, const T* b,
+                    std::ptrdiff_t bs, const T* h0, const T* c, std::ptrdiff_t cs,
+                    std::size_t groups) {
+  Reference r;
+  r.final_state.assign(h0, h0 + C);
+  r.states.resize(L * C);
+  const std::size_t width = groups ? C / groups : C;
+  r.readout.assign(L * width, 0.0);
+  for (std::size_t t = 0; t < L; ++t)
+    for (std::size_t j = 0; j < C; ++j) {
+      cdouble& h = r.final_state[j];
+      h = cdouble(a[std::ptrdiff_t(t) * as + std::ptrdiff_t(j)]) * h +
+          cdouble(b[std::ptrdiff_t(t) * bs + std::ptrdiff_t(j)]);
+      r.states[t * C + j] = h;
+      if (c) r.readout[t * width + j % width] += cdouble(c[std::ptrdiff_t(t) * cs + std::ptrdiff_t(j)]) * h;
+    }
+  return r;
+}
+
+template <class T>
+double relative_error(const T* got, std::ptrdiff_t stride, const std::vector<cdouble>& want,
+                      std::size_t rows, std::size_t cols) {
+  double diff = 0, scale = 0;
+  for (std::size_t i = 0; i < rows; ++i)
+    for (std::size_t j = 0; j < cols; ++j) {
+      const cdouble w = want[i * cols + j];
+      diff = std::max(diff, std::abs(cdouble(got[std::ptrdiff_t(i) * stride + std::ptrdiff_t(j)]) - w));
+      scale = std::max(scale, std::abs(w));
+    }
+  return scale > 0 ? diff / scale : diff;
+}
+
+// |a| <= 0.995 keeps every sequence bounded; then rounding stays within a
+// few hundred ulps of max |h| however long the sequence (the error of a step
+// decays with the powers of a), in both the sequential and chunked orders.
+template <class T>
+T coefficient() {
+  const T z = test::uniform<T>();
+  return z * test::real_t<T>(0.995 / std::max(1.0, double(std::abs(z))));
+}
+
+template <class T>
+double tolerance() {
+  return std::is_same<test::real_t<T>, float>::value ? 2e-5 : 1e-13;
+}
+
+struct Case {
+  std::size_t L, C;
+  bool const_a, store;
+  std::size_t groups;  // 0: no readout
+  int threads;
+};
+
+template <class T, class Arch = xsimd::default_arch>
+void check(const Case& k) {
+  const std::size_t L = k.L, C = k.C, pad = 3;  // rows padded: stride C + pad
+  const std::ptrdiff_t stride = std::ptrdiff_t(C + pad);
+  // +1: every array starts one element past an aligned allocation
+  std::vector<T> a(L * (C + pad) + 1), b(a.size()), c(a.size()), out(a.size()), h(C + 1);
+  for (auto& v : a) v = coefficient<T>();
+  for (auto& v : b) v = test::uniform<T>();
+  for (auto& v : c) v = test::uniform<T>();
+  for (auto& v : h) v = test::uniform<T>();
+  const std::ptrdiff_t as = k.const_a ? 0 : stride;
+  const T* c_data = k.groups ? c.data() + 1 : nullptr;
+  const Reference ref =
+      reference(L, C, a.data() + 1, as, b.data() + 1, stride, h.data() + 1, c_data, stride, k.groups);
+  INFO("L=" << L << " C=" << C << " const_a=" << k.const_a << " store=" << k.store
+            << " groups=" << k.groups << " threads=" << k.threads << " arch=" << Arch::name());
+
+  if (k.groups) {
+    const std::size_t width = C / k.groups;
+    std::vector<T> y(L * width + 1);
+    ssm::linear_recurrence_readout<T, Arch>(L, C, {a.data() + 1, as}, {b.data() + 1, stride},
+                                            h.data() + 1, {c.data() + 1, stride}, k.groups,
+                                            {y.data() + 1, std::ptrdiff_t(width)}, k.threads);
+    CHECK(relative_error(y.data() + 1, std::ptrdiff_t(width), ref.readout, L, width) <= tolerance<T>());
+  } else {
+    ssm::Steps<T> o{};
+    if (k.store) o = {out.data() + 1, stride};
+    ssm::linear_recurrence<T, Arch>(L, C, {a.data() + 1, as}, {b.data() + 1, stride}, h.data() + 1, o,
+                                    k.threads);
+    if (k.store) CHECK(relative_error(out.data() + 1, stride, ref.states, L, C) <= tolerance<T>());
+  }
+  CHECK(relative_error(h.data() + 1, 0, ref.final_state, 1, C) <= tolerance<T>());
+}
+
+// Calls f(Arch{}) for the widest arch compiled in and for AVX2 and SSE2
+// where compiled in and available: the three batch widths of x86 (16, 8
+// and 4 floats), without instantiating all fourteen of xsimd's archs.
+template <class F>
+void for_each_width(F&& f) {
+  auto one = [&](auto arch) {
+    using Arch = decltype(arch);
+    if constexpr (Arch::supported())
+      if (Arch::version() <= xsimd::available_architectures().best) f(arch);
+  };
+  one(xsimd::default_arch{});
+  if constexpr (!std::is_same<xsimd::default_arch, xsimd::fma3<xsimd::avx2>>::value)
+    one(xsimd::fma3<xsimd::avx2>{});
+  if constexpr (!std::is_same<xsimd::default_arch, xsimd::sse2>::value) one(xsimd::sse2{});
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("linear_recurrence matches a double loop on every shape", "[scan_core]", float,
+                   double, std::complex<float>, std::complex<double>) {
+  constexpr std::size_t W = xsimd::batch<TestType>::size;
+  const std::size_t C = GENERATE_COPY(std::size_t(1), W - 1, W, W + 1, 4 * W + 3, std::size_t(150));
+  const std::size_t L = GENERATE(std::size_t(0), std::size_t(1), std::size_t(2), std::size_t(37), std::size_t(1000));
+  const bool const_a = GENERATE(false, true);
+  const bool store = GENERATE(false, true);
+  for_each_width([&](auto arch) { check<TestType, decltype(arch)>({L, C, const_a, store, 0, 1}); });
+}
+
+TEMPLATE_TEST_CASE("readout sums the groups without storing the states", "[scan_core]", float,
+                   std::complex<double>) {
+  const std::size_t groups = GENERATE(std::size_t(1), std::size_t(3), std::size_t(16));
+  const std::size_t width = GENERATE(std::size_t(1), std::size_t(7), std::size_t(64));
+  const std::size_t L = GENERATE(std::size_t(0), std::size_t(1), std::size_t(300));
+  check<TestType>({L, groups * width, GENERATE(false, true), false, groups, 1});
+}
+
+TEMPLATE_TEST_CASE("threads over channels and over time give the sequential answer",
+                   "[scan_core][threads]", float, double) {
+  // 2 and 3 threads: channel blocks when channels are many, time chunks
+  // (thread 0 from the true state, the others reduce then rerun) when few;
+  // 3 gives uneven splits. Without OpenMP these run serially.
+  const int threads = GENERATE(2, 3);
+  const bool const_a = GENERATE(false, true);
+  SECTION("few channels, long: time chunks") {
+    for (const std::size_t C : {1, 5, 33})
+      for (const std::size_t L : {70001, 200003}) {
+        if (C > 1 && L > 100000) continue;
+        check<TestType>({L, C, const_a, true, 0, threads});
+        check<TestType>({L, C, const_a, false, 0, threads});
+        if (C == 5) check<TestType>({L, C, const_a, false, 5, threads});
+      }
+  }
+  SECTION("many channels: channel blocks") {
+    check<TestType>({300, 700, const_a, true, 0, threads});
+    check<TestType>({300, 700, const_a, false, 0, threads});
+    check<TestType>({300, 700, const_a, false, 7, threads});
+  }
+}
+
+TEST_CASE("one channel of a million steps, contiguous", "[scan_core][long]") {
+  // The lane-scan kernel (consecutive steps in the lanes of a batch), alone
+  // and time-chunked across threads.
+  const std::size_t L = 1000003;
+  const int threads = GENERATE(1, 2);
+  std::vector<float> a(L), b(L), out(L);
+  for (auto& v : a) v = coefficient<float>();
+  for (auto& v : b) v = test::uniform<float>();
+  float h = 0.5f;
+  std::vector<cdouble> ref(L);
+  cdouble x = h;
+  for (std::size_t t = 0; t < L; ++t) ref[t] = x = double(a[t]) * x + double(b[t]);
+  ssm::linear_recurrence<float>(L, 1, {a.data(), 1}, {b.data(), 1}, &h, {out.data(), 1}, threads);
+  CHECK(relative_error(out.data(), 1, ref, L, 1) <= 2e-5);
+  CHECK(std::abs(h - x.real()) <= 2e-5 * std::abs(x.real()) + 1e-6);
+}
+
+TEST_CASE("the Eigen overload and bad arguments", "[scan_core][errors]") {
+  using Rows = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  Rows a = Rows::Constant(1, 3, 0.5), b = Rows::Ones(4, 3);
+  Eigen::VectorXd h = Eigen::VectorXd::Zero(3);
+  const Rows states = ssm::linear_recurrence(a, b, h);
+  // 1, 1.5, 1.75, 1.875: h_t = 2 - 2^-t
+  CHECK(states(3, 2) == Approx(1.875).epsilon(1e-15));
+  CHECK(h(0) == Approx(1.875).epsilon(1e-15));
+
+  Eigen::VectorXd h2 = Eigen::VectorXd::Zero(2);
+  REQUIRE_THROWS_MATCHES(ssm::linear_recurrence(a, b, h2), std::invalid_argument,
+                         Catch::Matchers::Message("ssm::linear_recurrence: a must be 4x3 or 1x3 and h 3 "
+                                                  "long, got a 1x3, b 4x3, h 2"));
+  std::vector<float> x(64);
+  REQUIRE_THROWS_MATCHES(
+      ssm::linear_recurrence<float>(5, 1, {nullptr, 1}, {x.data(), 1}, x.data()), std::invalid_argument,
+      Catch::Matchers::Message("ssm::linear_recurrence: a is null for L = 5, 1 channels"));
+  const float* p = x.data();
+  REQUIRE_THROWS_MATCHES(
+      ssm::linear_recurrence_readout<float>(5, 4, {p, 0}, {p, 0}, x.data(), {p, 0}, 3, {x.data(), 0}),
+      std::invalid_argument,
+      Catch::Matchers::Message("ssm::linear_recurrence_readout: 4 channels do not split into 3 groups"));
+}
