@@ -3,6 +3,7 @@
 include(CMakeFindDependencyMacro)
 find_dependency(Eigen3 3.4 NO_MODULE)
 find_dependency(xsimd 8.1)
+find_dependency(nlohmann_json 3.11)  # config.json and safetensors headers (ssm/io)
 # Debian's xsimd target links a bare `xtl` (header-only, and unused by xsimd's
 # own headers): give it an empty target so the linker is not asked for -lxtl.
 if(NOT TARGET xtl)
