@@ -1,0 +1,84 @@
+// The machine's own ceilings, measured by the benchmark programs themselves:
+// vector FMA throughput and streaming bandwidth over a given set of bytes.
+#pragma once
+
+#include <ssm/detail/omp.hpp>
+
+#include <xsimd/xsimd.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <vector>
+
+namespace bench {
+
+// Seconds of the fastest of `reps` runs of f (at least 20 ms of runs).
+template <class F>
+double best_time(F&& f, int reps = 5) {
+  double best = 1e30, total = 0;
+  for (int r = 0; r < reps || total < 0.02; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::min(best, s);
+    total += s;
+  }
+  return best;
+}
+
+// Vector FMA lanes per second with `threads` threads: 16 independent
+// accumulators per thread hide the FMA latency, so this is the throughput
+// of the FMA units (float lanes).
+inline double fma_lanes_per_second(int threads) {
+  using batch = xsimd::batch<float>;
+  constexpr int chains = 16;
+  const long iters = 1 << 22;
+  std::vector<float> sink(std::size_t(threads) * batch::size, 0.f);
+  const double s = best_time([&] {
+#pragma omp parallel num_threads(threads)
+    {
+      batch acc[chains];
+      for (int k = 0; k < chains; ++k) acc[k] = batch(float(k) * 1e-3f);
+      const batch m(0.999999f), c(1e-7f);
+      for (long i = 0; i < iters; ++i)
+        for (int k = 0; k < chains; ++k) acc[k] = xsimd::fma(acc[k], m, c);
+      batch sum(0.f);
+      for (int k = 0; k < chains; ++k) sum += acc[k];
+      sum.store_unaligned(sink.data() + std::size_t(ssm::detail::thread_index()) * batch::size);
+    }
+  }, 3);
+  return double(iters) * chains * batch::size * threads / s;
+}
+
+// Bytes per second of out = x + y over n floats each (two streams read, one
+// written), threads splitting the range: the bandwidth a loop that moves the
+// same bytes can reach at this working-set size. Small sizes repeat the
+// pass inside one timing, so thread start-up does not count.
+inline double stream_bytes_per_second(const float* x, const float* y, float* out, std::size_t n,
+                                      int threads) {
+  using batch = xsimd::batch<float>;
+  const int passes = int(std::max<std::size_t>(1, (std::size_t(1) << 20) / std::max<std::size_t>(n, 1)));
+  auto pass = [&](std::size_t i0, std::size_t i1) {
+    std::size_t i = i0;
+    for (; i + batch::size <= i1; i += batch::size)
+      (batch::load_unaligned(x + i) + batch::load_unaligned(y + i)).store_unaligned(out + i);
+    for (; i < i1; ++i) out[i] = x[i] + y[i];
+  };
+  const double s = best_time([&] {
+#pragma omp parallel num_threads(threads)
+    {
+      const std::size_t j = std::size_t(ssm::detail::thread_index());
+      const std::size_t m = std::size_t(ssm::detail::team_size());
+      const std::size_t i0 = n * j / m / batch::size * batch::size;
+      const std::size_t i1 = j + 1 == m ? n : n * (j + 1) / m / batch::size * batch::size;
+      for (int r = 0; r < passes; ++r) {
+        pass(i0, i1);
+#pragma omp barrier
+      }
+    }
+  });
+  return 3.0 * sizeof(float) * double(n) * passes / s;
+}
+
+}  // namespace bench
