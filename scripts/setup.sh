@@ -17,12 +17,22 @@ configure_and_build() {  # build-dir, then extra cmake arguments
 bash scripts/install_deps.sh
 case "${1:-}" in
   demo)
-    configure_and_build build/release
-    ./build/release/examples/01_simple_ssm
+    cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DSSM_BUILD_TESTS=OFF \
+      -DSSM_BUILD_BENCH=OFF >/dev/null
+    cmake --build build/release -j "$jobs" --target mamba_generate
+    prompt=112,198,201,218,109,115,150,98
+    echo "== mamba_generate on the bundled checkpoint tests/data/mamba-tiny, prompt $prompt"
+    echo "   greedy (transformers 5.17 gives: 98 98 98 98 98 98 98 98 98 98 98 98 98 98 98 98):"
+    ./build/release/examples/mamba_generate --prompt-ids "$prompt" --max-new-tokens 16
+    echo "   sampled (temperature 1, top-k 40, seed 7):"
+    ./build/release/examples/mamba_generate --prompt-ids "$prompt" --max-new-tokens 16 \
+      --temperature 1 --top-k 40 --seed 7
+    echo "== more: build/release/examples/ (cmake --build build/release) and README.md"
     ;;
   test)
     start=$SECONDS
-    configure_and_build build/release
+    configure_and_build build/release -DSSM_BUILD_TESTS=ON -DSSM_BUILD_EXAMPLES=ON \
+      -DSSM_BUILD_BENCH=ON
     ctest --test-dir build/release --output-on-failure -j "$jobs"
     echo "== sanitizers (ASan + UBSan)"
     configure_and_build build/sanitize -DSSM_SANITIZE=address,undefined \

@@ -3,5 +3,10 @@
 
 #include <ssm/conv.hpp>        // kernel, convolve
 #include <ssm/discretize.hpp>  // Method, discretize
-#include <ssm/scan.hpp>        // step, recurrent
+#include <ssm/generate.hpp>    // generate, GenerationStats
+#include <ssm/linear_recurrence.hpp>  // linear_recurrence, Steps
+#include <ssm/mamba.hpp>       // MambaLM, MambaCache
+#include <ssm/sampling.hpp>    // Sampler, SamplingOptions
+#include <ssm/scan.hpp>        // step, recurrent, scan
+#include <ssm/selective_scan.hpp>  // selective_scan, SelectiveScanArgs
 #include <ssm/system.hpp>      // Continuous, Discrete, ...Diagonal
