@@ -32,127 +32,211 @@ struct Steps {
 
 namespace detail {
 
-// A recurrence over its channels, runnable over any range of steps and of
-// outputs: the piece that the serial, channel-parallel and time-chunked
-// evaluations share.
+// Calls f(std::integral_constant<bool, v>{}): a runtime flag made a template
+// argument, so each kernel is compiled for both cases.
+template <class F>
+void with_flag(bool v, F&& f) {
+  if (v)
+    f(std::true_type{});
+  else
+    f(std::false_type{});
+}
+
+// The recurrence over its channels, cut into the pieces the kernels run:
+// chains of W channels (SIMD), single channels (the tail of a group), or
+// one contiguous channel (its steps in the lanes).
 template <class Arch, class T>
-class Recurrence {
+class RecurrencePlan {
  public:
-  Recurrence(const RecurrenceArgs<T>& r, std::size_t channels, std::size_t groups)
-      : r_(r), channels_(channels), groups_(groups), width_(groups ? channels / groups : 0) {
-    r_.width = width_;
+  static constexpr std::size_t W = xsimd::batch<T, Arch>::size;
+
+  RecurrencePlan(const RecurrenceArgs<T>& r, std::size_t channels, std::size_t groups)
+      : r_(r), C_(channels), groups_(groups) {
+    r_.width = width_ = channels / groups;
     readout_ = r.y != nullptr;
     writes_ = readout_ || r.out != nullptr;
-    // One channel, stride 1: the lanes of a batch can hold consecutive steps.
-    contiguous_ = !is_complex_scalar<T>::value && channels == 1 && !readout_ &&
-                  r.b_stride == 1 && (r.a_stride == 0 || r.a_stride == 1) &&
-                  (!r.out || r.out_stride == 1);
   }
 
-  std::size_t channels() const { return channels_; }
   std::size_t width() const { return width_; }
   bool writes() const { return writes_; }
-  bool contiguous() const { return contiguous_; }
 
-  // Steps [t0, t0 + len) for outputs [w0, w1) of every group, from the
-  // states h (updated in place). Write: emit states or readout; Prod: store
-  // the product of the a_t in prod.
-  template <bool Write, bool Prod>
-  void run(std::size_t t0, std::size_t len, std::size_t w0, std::size_t w1, T* h,
-           T* prod) const {
-    const RecurrenceArgs<T> r = r_.from(t0);
-    if (r_.a_stride == 0)
-      run_from<true, Write, Prod>(r, len, w0, w1, h, prod);
-    else
-      run_from<false, Write, Prod>(r, len, w0, w1, h, prod);
-  }
-
- private:
-  template <bool ConstA, bool Write, bool Prod>
-  void run_from(const RecurrenceArgs<T>& r, std::size_t len, std::size_t w0,
-                std::size_t w1, T* h, T* prod) const {
+  // Steps [t0, t1) of outputs [w0, w1) of every group (w0, w1 multiples of
+  // W, or w1 = width), from the states `state` (C values, updated), in time
+  // tiles: each tile's rows stream through the cache once while every
+  // batch's states stay in registers. Group g's chains run after group
+  // g - 1's (the readout adds to its outputs). Write: emit the states or
+  // the readout; prod (if set): the products of a over the steps (C values).
+  void run_range(std::size_t w0, std::size_t w1, std::size_t t0, std::size_t t1, T* state,
+                 T* prod, bool write) const {
     if constexpr (!is_complex_scalar<T>::value) {
-      if (contiguous_) {
+      if (contiguous()) {  // one channel, stride 1: the lanes hold consecutive steps
         T unused;
-        recurrence_contiguous<Arch, ConstA, Write, Prod>(r, h[0], Prod ? prod[0] : unused, len);
+        with_flag(r_.a_stride == 0, [&](auto ca) {
+          with_flag(write, [&](auto wr) {
+            with_flag(prod != nullptr, [&](auto pr) {
+              recurrence_contiguous<Arch, decltype(ca)::value, decltype(wr)::value,
+                                    decltype(pr)::value>(r_.from(t0), *state, prod ? *prod : unused,
+                                                         t1 - t0);
+            });
+          });
+        });
         return;
       }
     }
-    for (std::size_t g = 0; g < groups_; ++g) {
-      const std::size_t c0 = g * width_ + w0, c1 = g * width_ + w1;
-      if constexpr (!Write) {
-        recurrence_channels<Arch, ConstA, Emit::none, Prod>(r, h, prod, len, c0, c1);
-      } else if (!readout_) {
-        recurrence_channels<Arch, ConstA, Emit::states, Prod>(r, h, prod, len, c0, c1);
-      } else if (g == 0) {
-        recurrence_channels<Arch, ConstA, Emit::readout_first, Prod>(r, h, prod, len, c0, c1);
-      } else {
-        recurrence_channels<Arch, ConstA, Emit::readout_add, Prod>(r, h, prod, len, c0, c1);
+    if (prod)
+      for (std::size_t g = 0; g < groups_; ++g)
+        std::fill(prod + g * width_ + w0, prod + g * width_ + w1, T(1));
+    const std::size_t row_bytes = (w1 - w0) * groups_ * sizeof(T) * 3;
+    const std::size_t tile = std::max<std::size_t>(64, (std::size_t(128) << 10) / std::max<std::size_t>(row_bytes, 1));
+    T tile_prod[4 * W];  // products of one tile's chains, multiplied into prod
+    for (std::size_t s = t0; s < t1; s += tile) {
+      const std::size_t len = std::min(tile, t1 - s);
+      const RecurrenceArgs<T> r = r_.from(s);
+      for (std::size_t g = 0; g < groups_; ++g) {
+        const std::size_t c0 = g * width_ + w0, c1 = g * width_ + w1;
+        const Emit e = !write ? Emit::none : !readout_ ? Emit::states
+                       : g == 0 ? Emit::readout_first : Emit::readout_add;
+        std::size_t c = c0;
+        Chain<T> ch[4];
+        std::size_t k = 0;
+        auto flush = [&] {
+          if (prod) {
+            for (std::size_t q = 0; q < k; ++q) ch[q].prod = tile_prod + q * W;
+            run_chains<true>(r, ch, k, len, e);
+            for (std::size_t q = 0; q < k; ++q)
+              for (std::size_t i = 0; i < W; ++i) prod[(ch[q].h - state) + std::ptrdiff_t(i)] *= tile_prod[q * W + i];
+          } else {
+            run_chains<false>(r, ch, k, len, e);
+          }
+          k = 0;
+        };
+        for (; c + W <= c1; c += W) {
+          ch[k++] = chain(r, c, state + c, nullptr);
+          if (k == 4) flush();
+        }
+        if (k) flush();
+        for (; c < c1; ++c) {
+          T p(1);
+          if (prod) run_scalar<true>(r, state[c], &p, len, c, e), prod[c] *= p;
+          else run_scalar<false>(r, state[c], nullptr, len, c, e);
+        }
       }
     }
   }
 
+  bool contiguous() const {
+    return C_ == 1 && !readout_ && r_.b_stride == 1 && (r_.a_stride == 0 || r_.a_stride == 1) &&
+           (!r_.out || r_.out_stride == 1) && !is_complex_scalar<T>::value;
+  }
+
+ private:
+  Chain<T> chain(const RecurrenceArgs<T>& r, std::size_t c, T* state, T* prod) const {
+    Chain<T> ch{};
+    ch.a = r.a + std::ptrdiff_t(c);
+    ch.b = r.b + std::ptrdiff_t(c);
+    if (readout_) {
+      ch.out = r.y + std::ptrdiff_t(c % width_);
+      ch.c = r.c + std::ptrdiff_t(c);
+    } else if (r.out) {
+      ch.out = r.out + std::ptrdiff_t(c);
+    }
+    ch.h = state;
+    ch.prod = prod;
+    return ch;
+  }
+
+  template <bool Prod>
+  void run_chains(const RecurrenceArgs<T>& r, const Chain<T>* ch, std::size_t n, std::size_t len,
+                  Emit e) const {
+    with_flag(r.a_stride == 0, [&](auto const_a) {
+      constexpr bool CA = decltype(const_a)::value;
+      auto go = [&](auto emit) {
+        constexpr Emit E = decltype(emit)::value;
+        switch (n) {
+          case 4: recurrence_chains<Arch, 4, CA, E, Prod>(r, ch, len); break;
+          case 3: recurrence_chains<Arch, 3, CA, E, Prod>(r, ch, len); break;
+          case 2: recurrence_chains<Arch, 2, CA, E, Prod>(r, ch, len); break;
+          default: recurrence_chains<Arch, 1, CA, E, Prod>(r, ch, len); break;
+        }
+      };
+      switch (e) {
+        case Emit::none: go(std::integral_constant<Emit, Emit::none>{}); break;
+        case Emit::states: go(std::integral_constant<Emit, Emit::states>{}); break;
+        case Emit::readout_first: go(std::integral_constant<Emit, Emit::readout_first>{}); break;
+        case Emit::readout_add: go(std::integral_constant<Emit, Emit::readout_add>{}); break;
+      }
+    });
+  }
+
+  template <bool Prod>
+  void run_scalar(const RecurrenceArgs<T>& r, T& h, T* prod, std::size_t len, std::size_t c,
+                  Emit e) const {
+    T unused;
+    T& p = prod ? *prod : unused;
+    with_flag(r.a_stride == 0, [&](auto const_a) {
+      constexpr bool CA = decltype(const_a)::value;
+      switch (e) {
+        case Emit::none: recurrence_scalar<CA, Emit::none, Prod>(r, h, p, len, c); break;
+        case Emit::states: recurrence_scalar<CA, Emit::states, Prod>(r, h, p, len, c); break;
+        case Emit::readout_first: recurrence_scalar<CA, Emit::readout_first, Prod>(r, h, p, len, c); break;
+        case Emit::readout_add: recurrence_scalar<CA, Emit::readout_add, Prod>(r, h, p, len, c); break;
+      }
+    });
+  }
+
   RecurrenceArgs<T> r_;
-  std::size_t channels_, groups_, width_;
-  bool readout_ = false, writes_ = false, contiguous_ = false;
+  std::size_t C_, groups_, width_;
+  bool readout_ = false, writes_ = false;
 };
 
-// Threads over channel blocks: each thread runs every step for its own range
-// of outputs (a multiple of the SIMD width), so no thread waits for another.
+// Threads over channel ranges: each runs every step for its own outputs
+// (a multiple of the SIMD width), so no thread waits for another.
 template <class Arch, class T>
-void run_channel_parallel(const Recurrence<Arch, T>& rec, std::size_t L, T* h, int threads) {
-  constexpr std::size_t W = xsimd::batch<T, Arch>::size;
-  const std::size_t width = rec.width(), units = (width + W - 1) / W;
+void run_channel_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, T* h, int threads) {
+  constexpr std::size_t W = RecurrencePlan<Arch, T>::W;
+  const std::size_t width = plan.width(), units = (width + W - 1) / W;
 #pragma omp parallel num_threads(threads)
   {
     const std::size_t j = std::size_t(thread_index()), n = std::size_t(team_size());
     const std::size_t w0 = std::min(width, units * j / n * W);
     const std::size_t w1 = std::min(width, units * (j + 1) / n * W);
-    if (w0 < w1) {
-      if (rec.writes())
-        rec.template run<true, false>(0, L, w0, w1, h, nullptr);
-      else
-        rec.template run<false, false>(0, L, w0, w1, h, nullptr);
-    }
+    if (w0 < w1) plan.run_range(w0, w1, 0, L, h, nullptr, plan.writes());
   }
 }
 
 // Threads over time (Blelloch 1990's two-pass scan, one chunk per thread, in
-// cache-sized super-blocks): thread 0 runs its chunk from the true state while
-// thread j > 0 reduces its chunk to the affine map h -> P_j h + E_j; then each
-// j > 0 composes the maps before it into its true initial state and reruns its
-// chunk (now in cache) emitting outputs. Thread 0's chunk is longer, since
-// the others pass over theirs twice.
+// cache-sized super-blocks): thread 0 runs its chunk from the true state
+// while thread j > 0 reduces its chunk to the affine map h -> P_j h + E_j;
+// then each j > 0 composes the maps before it into its true initial state
+// and reruns its chunk (now in cache) emitting outputs. Thread 0's chunk is
+// longer (3 parts to 2), since the others pass over theirs twice.
 template <class Arch, class T>
-void run_time_parallel(const Recurrence<Arch, T>& rec, std::size_t L, T* h, int threads) {
-  const std::size_t C = rec.channels();
-  // per thread and step: a, b and what is written; aim at ~256 KiB per chunk
-  const std::size_t bytes_per_step = C * sizeof(T) * (rec.writes() ? 3 : 2);
-  const std::size_t chunk = std::max<std::size_t>(2048, (std::size_t(256) << 10) / bytes_per_step);
+void run_time_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, std::size_t C, T* h,
+                       int threads) {
+  // per thread and step: a, b and what is written; aim at ~256 KiB per part
+  const std::size_t bytes_per_step = C * sizeof(T) * (plan.writes() ? 3 : 2);
+  const std::size_t part = std::max<std::size_t>(2048, (std::size_t(256) << 10) / bytes_per_step);
   std::vector<T> maps(2 * C * std::size_t(threads));  // (P_j, E_j) per thread
   std::vector<T> state(C * std::size_t(threads));
+  const std::size_t width = plan.width();
 #pragma omp parallel num_threads(threads)
   {
     const std::size_t j = std::size_t(thread_index()), n = std::size_t(team_size());
     T* P = maps.data() + 2 * C * j;
     T* E = P + C;
     T* x = state.data() + C * j;
-    // thread 0 gets weight 3, the others 2: lengths 3k, 2k, ..., 2k
-    const std::size_t super = chunk * (2 * n + 1) / 2;
+    const std::size_t super = part * (2 * n + 1) / 2;
     for (std::size_t s0 = 0; s0 < L; s0 += super) {
-      const std::size_t len_all = std::min(super, L - s0);
+      const std::size_t all = std::min(super, L - s0);
       auto start = [&](std::size_t i) {
-        return i == 0 ? 0 : std::min(len_all, len_all * (2 * i + 1) / (2 * n + 1));
+        return i == 0 ? 0 : i >= n ? all : all * (2 * i + 1) / (2 * n + 1);
       };
-      const std::size_t t0 = s0 + start(j), len = s0 + start(j + 1) - t0;
+      const std::size_t t0 = s0 + start(j), t1 = s0 + start(j + 1);
       if (j == 0) {
-        if (rec.writes())
-          rec.template run<true, false>(t0, len, 0, rec.width(), h, nullptr);
-        else
-          rec.template run<false, false>(t0, len, 0, rec.width(), h, nullptr);
+        plan.run_range(0, width, t0, t1, h, nullptr, plan.writes());
       } else {
         std::fill(E, E + C, T(0));
-        rec.template run<false, true>(t0, len, 0, rec.width(), E, P);
+        plan.run_range(0, width, t0, t1, E, P, false);
       }
 #pragma omp barrier
       if (j > 0) {
@@ -161,8 +245,8 @@ void run_time_parallel(const Recurrence<Arch, T>& rec, std::size_t L, T* h, int 
           const T* Pi = maps.data() + 2 * C * i;
           for (std::size_t c = 0; c < C; ++c) x[c] = Pi[c] * x[c] + Pi[C + c];
         }
-        if (rec.writes())
-          rec.template run<true, false>(t0, len, 0, rec.width(), x, nullptr);
+        if (plan.writes())
+          plan.run_range(0, width, t0, t1, x, nullptr, true);
         else
           for (std::size_t c = 0; c < C; ++c) x[c] = P[c] * x[c] + E[c];
       }
@@ -177,19 +261,16 @@ template <class Arch, class T>
 void run_recurrence(const RecurrenceArgs<T>& args, std::size_t L, std::size_t channels,
                     std::size_t groups, T* h, int requested_threads) {
   constexpr std::size_t W = xsimd::batch<T, Arch>::size;
-  const Recurrence<Arch, T> rec(args, channels, groups);
+  const RecurrencePlan<Arch, T> plan(args, channels, groups);
   const int threads = resolve_threads(requested_threads);
   // Below ~64K state updates a thread costs more than it saves.
   const bool worth_threads = threads > 1 && L * channels >= (std::size_t(1) << 16);
-  if (worth_threads && rec.width() >= std::size_t(threads) * 4 * W) {
-    run_channel_parallel(rec, L, h, threads);
-  } else if (worth_threads && L >= std::size_t(threads) * 4096) {
-    run_time_parallel(rec, L, h, threads);
-  } else if (rec.writes()) {
-    rec.template run<true, false>(0, L, 0, rec.width(), h, nullptr);
-  } else {
-    rec.template run<false, false>(0, L, 0, rec.width(), h, nullptr);
-  }
+  if (worth_threads && plan.width() >= std::size_t(threads) * 4 * W)
+    run_channel_parallel(plan, L, h, threads);
+  else if (worth_threads && L >= std::size_t(threads) * 4096)
+    run_time_parallel(plan, L, channels, h, threads);
+  else
+    plan.run_range(0, plan.width(), 0, L, h, nullptr, plan.writes());
 }
 
 template <class T>

@@ -95,56 +95,65 @@ SSM_ALWAYS_INLINE void static_for(F&& f) {
   static_for(std::make_index_sequence<K>{}, std::forward<F>(f));
 }
 
-// K * W channels starting at c over L steps, the states in registers.
-// h: the K * W states in and out. prod (if Prod): receives prod_t a_t, the
-// factor by which the block's initial state reaches its end (chunked scans).
+// One chain: W channels (one batch) over one range of steps, its pointers
+// at the chain's first step: a and b at its first channel; out at its
+// first state (Emit::states) or readout output (readout modes); c likewise.
+template <class T>
+struct Chain {
+  const T* a;
+  const T* b;
+  T* out;
+  const T* c;
+  T* h;     // W states: in, and out
+  T* prod;  // W products of a over the steps (Prod)
+};
+
+// K chains in lockstep over L steps, each with its states in registers:
+// K independent dependency chains hide the FMA latency, whether they are
+// neighbouring channels or one channel's consecutive time chunks. Strides
+// (elements per step) come from r.
 template <class Arch, std::size_t K, bool ConstA, Emit E, bool Prod, class T>
-void recurrence_block(const RecurrenceArgs<T>& r, T* h, T* prod, std::size_t L,
-                      std::size_t c) {
+void recurrence_chains(const RecurrenceArgs<T>& r, const Chain<T>* ch, std::size_t L) {
   using batch = xsimd::batch<T, Arch>;
-  constexpr std::size_t W = batch::size;
   constexpr bool Readout = E == Emit::readout_first || E == Emit::readout_add;
   batch s[K], p[K], a_const[K];
   static_for<K>([&](auto k) {
-    s[k] = batch::load_unaligned(h + c + k * W);
+    s[k] = batch::load_unaligned(ch[k].h);
     if constexpr (Prod) p[k] = batch(T(1));
-    if constexpr (ConstA) a_const[k] = batch::load_unaligned(r.a + c + k * W);
+    if constexpr (ConstA) a_const[k] = batch::load_unaligned(ch[k].a);
   });
-  const T* a = r.a + c;
-  const T* b = r.b + c;
-  const T* cw = Readout ? r.c + c : nullptr;
-  T* out = E == Emit::states ? r.out + c : Readout ? r.y + c % r.width : nullptr;
   const std::ptrdiff_t out_stride = Readout ? r.y_stride : r.out_stride;
+  std::ptrdiff_t ia = 0, ib = 0, io = 0, ic = 0;  // element offsets of step t
   for (std::size_t t = 0; t < L; ++t) {
     static_for<K>([&](auto k) {
-      const batch a_t = ConstA ? a_const[k] : batch::load_unaligned(a + k * W);
-      s[k] = affine(a_t, s[k], batch::load_unaligned(b + k * W));
+      const batch a_t = ConstA ? a_const[k] : batch::load_unaligned(ch[k].a + ia);
+      s[k] = affine(a_t, s[k], batch::load_unaligned(ch[k].b + ib));
       if constexpr (Prod) p[k] *= a_t;
-      if constexpr (E == Emit::states) s[k].store_unaligned(out + k * W);
+      if constexpr (E == Emit::states) s[k].store_unaligned(ch[k].out + io);
       if constexpr (E == Emit::readout_first)
-        (batch::load_unaligned(cw + k * W) * s[k]).store_unaligned(out + k * W);
+        (batch::load_unaligned(ch[k].c + ic) * s[k]).store_unaligned(ch[k].out + io);
       if constexpr (E == Emit::readout_add)
-        affine(batch::load_unaligned(cw + k * W), s[k], batch::load_unaligned(out + k * W))
-            .store_unaligned(out + k * W);
+        affine(batch::load_unaligned(ch[k].c + ic), s[k], batch::load_unaligned(ch[k].out + io))
+            .store_unaligned(ch[k].out + io);
     });
-    if constexpr (!ConstA) a += r.a_stride;
-    b += r.b_stride;
-    if constexpr (Readout) cw += r.c_stride;
-    if constexpr (E != Emit::none) out += out_stride;
+    if constexpr (!ConstA) ia += r.a_stride;
+    ib += r.b_stride;
+    if constexpr (Readout) ic += r.c_stride;
+    if constexpr (E != Emit::none) io += out_stride;
   }
   static_for<K>([&](auto k) {
-    s[k].store_unaligned(h + c + k * W);
-    if constexpr (Prod) p[k].store_unaligned(prod + c + k * W);
+    s[k].store_unaligned(ch[k].h);
+    if constexpr (Prod) p[k].store_unaligned(ch[k].prod);
   });
 }
 
-// One channel at a time: the tail that does not fill a batch.
+// One channel (c) over L steps from step 0 of r: the channels that do not
+// fill a batch. h and prod hold that channel's state and product.
 template <bool ConstA, Emit E, bool Prod, class T>
-void recurrence_scalar(const RecurrenceArgs<T>& r, T* h, T* prod, std::size_t L,
-                       std::size_t c) {
+void recurrence_scalar(const RecurrenceArgs<T>& r, T& h, T& prod, std::size_t L, std::size_t c) {
   const auto j = std::ptrdiff_t(c);
   const std::ptrdiff_t w = r.width ? std::ptrdiff_t(c % r.width) : 0;
-  T s = h[c], p(1);
+  T s = h, p(1);
   for (std::size_t i = 0; i < L; ++i) {
     const auto t = std::ptrdiff_t(i);
     const T a_t = r.a[(ConstA ? 0 : t * r.a_stride) + j];
@@ -154,22 +163,8 @@ void recurrence_scalar(const RecurrenceArgs<T>& r, T* h, T* prod, std::size_t L,
     if constexpr (E == Emit::readout_first) r.y[t * r.y_stride + w] = r.c[t * r.c_stride + j] * s;
     if constexpr (E == Emit::readout_add) r.y[t * r.y_stride + w] += r.c[t * r.c_stride + j] * s;
   }
-  h[c] = s;
-  if constexpr (Prod) prod[c] = p;
-}
-
-// Channels [c0, c1) over L steps: blocks of 4 batches (enough independent
-// chains to hide the FMA latency), then single batches, then scalars.
-// For the readout modes, [c0, c1) lies inside one group.
-template <class Arch, bool ConstA, Emit E, bool Prod, class T>
-void recurrence_channels(const RecurrenceArgs<T>& r, T* h, T* prod, std::size_t L,
-                         std::size_t c0, std::size_t c1) {
-  constexpr std::size_t W = xsimd::batch<T, Arch>::size;
-  std::size_t c = c0;
-  for (; c + 4 * W <= c1; c += 4 * W)
-    recurrence_block<Arch, 4, ConstA, E, Prod>(r, h, prod, L, c);
-  for (; c + W <= c1; c += W) recurrence_block<Arch, 1, ConstA, E, Prod>(r, h, prod, L, c);
-  for (; c < c1; ++c) recurrence_scalar<ConstA, E, Prod>(r, h, prod, L, c);
+  h = s;
+  if constexpr (Prod) prod = p;
 }
 
 // Lane i of the result holds x[i - S], lanes below S hold `fill`.
