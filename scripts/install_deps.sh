@@ -9,6 +9,7 @@ packages=(
   catch2 libbenchmark-dev             # tests and benchmarks
   nlohmann-json3-dev                  # Hugging Face config.json / safetensors headers
   python3-numpy python3-scipy python3-matplotlib  # reference data and plots
+  clang libclang-rt-14-dev            # libFuzzer targets (scripts/fuzz.sh)
 )
 
 missing=()

@@ -1,11 +1,11 @@
 // The evaluation paths of one discrete system (step, recurrent, kernel,
 // convolve) against a naive double-precision loop and against each other.
-#include <ssm/ssm.hpp>
+#include <ssm/conv.hpp>
+#include <ssm/scan.hpp>
+#include <ssm/system.hpp>
 
 #include "reference/naive.hpp"
 #include "util.hpp"
-
-#include <Eigen/SVD>
 
 #include <complex>
 #include <vector>
@@ -22,8 +22,17 @@ using Matrix = Eigen::Matrix<T, Dynamic, Dynamic>;
 template <class T>
 using Wide = std::conditional_t<test::is_complex<T>::value, std::complex<double>, double>;
 
-// A random stable system: dense A scaled to spectral norm 0.95, or a diagonal
-// A with |lambda| <= 0.98, so every power stays bounded.
+// The spectral norm by power iteration on A^H A (an SVD would cost this
+// translation unit a minute of compile time per scalar type).
+template <class T>
+double spectral_norm(const Matrix<T>& A) {
+  Eigen::Matrix<T, Dynamic, 1> v = Eigen::Matrix<T, Dynamic, 1>::Ones(A.cols());
+  for (int i = 0; i < 200; ++i) v = (A.adjoint() * (A * v)).normalized();
+  return double((A * v).norm());
+}
+
+// A random stable system: dense A scaled to spectral norm 0.95, or a
+// diagonal A with |lambda| <= 0.98, so every power stays bounded.
 template <class System>
 System random_system(Index N, Index P, Index Q) {
   using T = typename System::Scalar;
@@ -36,7 +45,7 @@ System random_system(Index N, Index P, Index Q) {
     }
   } else {
     Matrix<T> A = test::random_matrix<T>(N, N);
-    if (N > 0) A *= test::real_t<T>(0.95) / Eigen::JacobiSVD<Matrix<T>>(A).singularValues()(0);
+    if (N > 0) A *= test::real_t<T>(0.95 / spectral_norm(A));
     s.A = A;
   }
   s.B = test::random_matrix<T>(N, P);
@@ -110,8 +119,10 @@ void check_against_naive(Index N, Index P, Index Q, Index L) {
 
 }  // namespace
 
+// complex<float> shares every code path with float and complex<double>; it
+// is left out to keep this translation unit quick to compile.
 TEMPLATE_TEST_CASE("paths agree with a naive double loop", "[paths]", float, double,
-                   std::complex<float>, std::complex<double>) {
+                   std::complex<double>) {
   const Index N = GENERATE(1, 3, 8), P = GENERATE(1, 2), Q = GENERATE(1, 3);
   const Index L = GENERATE(0, 1, 2, 17, 600);
   SECTION("dense A") { check_against_naive<ssm::Discrete<TestType>>(N, P, Q, L); }

@@ -102,7 +102,7 @@ class RecurrencePlan {
         auto flush = [&] {
           if (prod) {
             for (std::size_t q = 0; q < k; ++q) ch[q].prod = tile_prod + q * W;
-            run_chains<true>(r, ch, k, len, e);
+            run_chains<true>(r, ch, k, len, e);  // e is Emit::none: see run_chains
             for (std::size_t q = 0; q < k; ++q)
               for (std::size_t i = 0; i < W; ++i) prod[(ch[q].h - state) + std::ptrdiff_t(i)] *= tile_prod[q * W + i];
           } else {
@@ -159,11 +159,17 @@ class RecurrencePlan {
           default: recurrence_chains<Arch, 1, CA, E, Prod>(r, ch, len); break;
         }
       };
-      switch (e) {
-        case Emit::none: go(std::integral_constant<Emit, Emit::none>{}); break;
-        case Emit::states: go(std::integral_constant<Emit, Emit::states>{}); break;
-        case Emit::readout_first: go(std::integral_constant<Emit, Emit::readout_first>{}); break;
-        case Emit::readout_add: go(std::integral_constant<Emit, Emit::readout_add>{}); break;
+      // Products are taken only by the reduce pass of run_time_parallel,
+      // which writes nothing: no other Emit is instantiated with them.
+      if constexpr (Prod) {
+        go(std::integral_constant<Emit, Emit::none>{});
+      } else {
+        switch (e) {
+          case Emit::none: go(std::integral_constant<Emit, Emit::none>{}); break;
+          case Emit::states: go(std::integral_constant<Emit, Emit::states>{}); break;
+          case Emit::readout_first: go(std::integral_constant<Emit, Emit::readout_first>{}); break;
+          case Emit::readout_add: go(std::integral_constant<Emit, Emit::readout_add>{}); break;
+        }
       }
     });
   }
