@@ -9,6 +9,7 @@
 
 #include <Eigen/Core>
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -29,6 +30,11 @@ Eigen::Matrix<typename System::Scalar, Eigen::Dynamic, Eigen::Dynamic> kernel(
     throw std::invalid_argument("ssm::kernel: L must be >= 0, got " +
                                 std::to_string(L));
   const Eigen::Index P = sys.input_size(), Q = sys.output_size();
+  // L Q P numbers: a size whose bytes overflow is an error, not a bad_alloc
+  if (Q * P > 0 && L > PTRDIFF_MAX / Eigen::Index(sizeof(Scalar)) / (Q * P))
+    throw std::length_error("ssm::kernel: L = " + std::to_string(L) + " lags of a " +
+                            std::to_string(Q) + "x" + std::to_string(P) +
+                            " response overflow the size of an array");
   Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> K(L, Q * P);
   Eigen::Matrix<Scalar, System::StateSize, System::InputSize> AkB = sys.B, tmp;
   Eigen::Matrix<Scalar, System::OutputSize, System::InputSize> Kk;

@@ -41,10 +41,19 @@ class Sampler {
   }
 
   /// The next token given the logits (vocab values; modified in place) and
-  /// the tokens of the sequence so far (for the repetition penalty).
+  /// the tokens of the sequence so far (for the repetition penalty). Throws
+  /// std::invalid_argument for an empty vocabulary, a NaN logit, a seen
+  /// token outside [0, vocab), and, when sampling, a largest logit that is
+  /// infinite (softmax is undefined there; torch.multinomial refuses too).
   std::int32_t next(float* logits, std::size_t vocab, const std::vector<std::int32_t>& seen) {
+    if (vocab == 0) fail("the vocabulary is empty");
+    for (std::size_t i = 0; i < vocab; ++i)
+      if (std::isnan(logits[i])) fail("the logit of token " + std::to_string(i) + " is NaN");
     if (opt_.repetition_penalty != 1)
       for (std::int32_t t : seen) {
+        if (t < 0 || std::size_t(t) >= vocab)
+          fail("token " + std::to_string(t) + " of the sequence is outside the vocabulary [0, " +
+               std::to_string(vocab) + ")");
         float& l = logits[std::size_t(t)];
         l = l < 0 ? l * opt_.repetition_penalty : l / opt_.repetition_penalty;
       }
@@ -64,6 +73,8 @@ class Sampler {
     // softmax over the kept tokens, at temperature T
     probs_.resize(k);
     const double top = double(logits[order[0]]) / opt_.temperature;
+    if (!std::isfinite(top))  // else every probability below is NaN
+      fail("cannot sample: the largest logit is " + std::to_string(logits[order[0]]));
     double sum = 0;
     for (std::size_t i = 0; i < k; ++i) sum += probs_[i] = std::exp(double(logits[order[i]]) / opt_.temperature - top);
     // nucleus: the fewest most-likely tokens reaching probability top_p

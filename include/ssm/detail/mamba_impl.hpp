@@ -42,12 +42,12 @@ inline MambaLM MambaLM::load(const std::string& folder) {
 
   auto matrix = [&](const std::string& name, std::int64_t rows, std::int64_t cols) {
     detail::RowMatrixXf w = ck.matrix(name, rows, cols);
-    detail::require_finite(w.data(), std::size_t(w.size()), folder, name);
+    detail::require_finite(w.data(), std::size_t(w.size()), ck.file_path(name), name);
     return w;
   };
   auto vector = [&](const std::string& name, std::int64_t n) {
     Eigen::VectorXf v = ck.vector(name, n);
-    detail::require_finite(v.data(), std::size_t(v.size()), folder, name);
+    detail::require_finite(v.data(), std::size_t(v.size()), ck.file_path(name), name);
     return v;
   };
 
@@ -62,9 +62,9 @@ inline MambaLM MambaLM::load(const std::string& folder) {
     l.in_proj = matrix(mx + "in_proj.weight", 2 * di, dm);
     if (c.bias) l.in_proj_bias = vector(mx + "in_proj.bias", 2 * di);
     {
-      std::vector<float> w(std::size_t(di * K));  // (d_inner, 1, K) -> (K, d_inner)
-      ck.load(mx + "conv1d.weight", {di, 1, K}, w.data());
-      detail::require_finite(w.data(), w.size(), folder, mx + "conv1d.weight");
+      // (d_inner, 1, K) -> (K, d_inner); the shape is checked before allocating
+      const std::vector<float> w = ck.load(mx + "conv1d.weight", {di, 1, K});
+      detail::require_finite(w.data(), w.size(), ck.file_path(mx + "conv1d.weight"), mx + "conv1d.weight");
       l.conv_weight.resize(K, di);
       for (std::int64_t d = 0; d < di; ++d)
         for (std::int64_t k = 0; k < K; ++k) l.conv_weight(k, d) = w[std::size_t(d * K + k)];
@@ -73,7 +73,12 @@ inline MambaLM MambaLM::load(const std::string& folder) {
     l.x_proj = matrix(mx + "x_proj.weight", c.x_proj_size(), di);
     l.dt_proj = matrix(mx + "dt_proj.weight", di, R);
     l.dt_bias = vector(mx + "dt_proj.bias", di);
-    l.A = -matrix(mx + "A_log", di, N).array().exp().matrix();
+    const detail::RowMatrixXf A_log = matrix(mx + "A_log", di, N);
+    l.A = -A_log.array().exp().matrix();
+    for (Eigen::Index k = 0; k < l.A.size(); ++k)  // the scan needs a finite A
+      if (!std::isfinite(l.A.data()[k]))
+        throw std::runtime_error("ssm::MambaLM: " + ck.file_path(mx + "A_log") + ": '" + mx + "A_log': exp(A_log) overflows float (" +
+                                 std::to_string(A_log.data()[k]) + " at element " + std::to_string(k) + ")");
     l.D = vector(mx + "D", di);
     l.out_proj = matrix(mx + "out_proj.weight", dm, di);
     if (c.bias) l.out_proj_bias = vector(mx + "out_proj.bias", dm);

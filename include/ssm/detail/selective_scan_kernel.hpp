@@ -61,11 +61,12 @@ SSM_ALWAYS_INLINE xsimd::batch<float, Arch> exp_minus_abs(const xsimd::batch<flo
 }
 
 // softplus(x) = log1p(e^x) = max(x, 0) + log1p(e^{-|x|}): the same function
-// as PyTorch's softplus (which returns x itself above 20, 2e-9 away).
+// as PyTorch's softplus (which returns x itself above 20, 2e-9 away). x86's
+// max returns its second operand when either is NaN: x second keeps NaN.
 template <class Arch>
 SSM_ALWAYS_INLINE xsimd::batch<float, Arch> softplus(const xsimd::batch<float, Arch>& x) {
   using batch = xsimd::batch<float, Arch>;
-  return xsimd::max(x, batch(0.f)) + log1p_unit(exp_minus_abs<Arch>(x));
+  return xsimd::max(batch(0.f), x) + log1p_unit(exp_minus_abs<Arch>(x));
 }
 inline float softplus(float x) { return x > 20.f ? x : std::log1p(std::exp(x)); }
 

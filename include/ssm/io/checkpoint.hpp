@@ -84,6 +84,8 @@ class Checkpoint {
 
   /// dtype, shape and bytes of `name`; throws if there is no such tensor.
   const TensorInfo& info(const std::string& name) const { return file(name).info(name); }
+  /// The path of the safetensors file that holds `name`, for messages.
+  const std::string& file_path(const std::string& name) const { return file(name).path(); }
   /// Shorthands for info(name).shape and .dtype.
   const Shape& shape(const std::string& name) const { return info(name).shape; }
   DType dtype(const std::string& name) const { return info(name).dtype; }
@@ -106,18 +108,20 @@ class Checkpoint {
   }
   /// As above, into a new vector.
   std::vector<float> load(const std::string& name, const Shape& expected) const {
-    std::vector<float> out(info(name).numel());
+    std::vector<float> out(check(name, expected).numel());
     load(name, expected, out.data());
     return out;
   }
   /// A 2-D tensor of shape [rows, cols].
   RowMatrix matrix(const std::string& name, Eigen::Index rows, Eigen::Index cols) const {
+    check(name, {rows, cols});
     RowMatrix m(rows, cols);
     load(name, {rows, cols}, m.data());
     return m;
   }
   /// A 1-D tensor of shape [size].
   Eigen::VectorXf vector(const std::string& name, Eigen::Index size) const {
+    check(name, {size});
     Eigen::VectorXf v(size);
     load(name, {size}, v.data());
     return v;
@@ -126,6 +130,12 @@ class Checkpoint {
  private:
   [[noreturn]] static void fail(const std::string& path, const std::string& what) {
     throw std::runtime_error(where_ + ": " + path + ": " + what);
+  }
+
+  // The shape check, before allocating: a corrupt config may ask for sizes
+  // far beyond the file's.
+  const TensorInfo& check(const std::string& name, const Shape& expected) const {
+    return file(name).checked_info(name, &expected, where_);
   }
 
   const SafetensorsFile& file(const std::string& name) const {

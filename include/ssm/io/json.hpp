@@ -17,6 +17,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace ssm::io {
 
@@ -52,11 +53,33 @@ inline std::string encode_python_floats(const std::string& text) {
   return out;
 }
 
+/// Deepest nesting of arrays and objects that the readers accept. Hugging
+/// Face files nest three levels; the bound keeps nlohmann's recursive
+/// functions (dump(), used in error messages) from exhausting the stack on
+/// a hostile file: 100000 nested '[' (200 KB) were enough.
+constexpr int max_json_depth = 64;
+
+/// Parses the JSON text [begin, end); nothing if it nests deeper than
+/// max_json_depth (the deeper values are discarded unbuilt). Throws
+/// nlohmann::json::exception if it is not valid JSON (parse_error), or holds a
+/// number beyond double's range (out_of_range, e.g. 1e400).
+inline std::optional<nlohmann::json> parse_json_bounded(const char* begin, const char* end) {
+  bool too_deep = false;
+  nlohmann::json j = nlohmann::json::parse(
+      begin, end, [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+        too_deep = too_deep || depth > max_json_depth;
+        return !too_deep;
+      });
+  if (too_deep) return std::nullopt;
+  return j;
+}
+
 }  // namespace detail
 
 /// Parses the JSON file at `path` (bare NaN / Infinity tokens allowed, see
 /// above). Throws std::runtime_error "<where>: <path>: ..." if the file
-/// cannot be read or is not valid JSON.
+/// cannot be read, is not valid JSON or nests deeper than
+/// detail::max_json_depth.
 inline nlohmann::json read_json(const std::string& path,
                                 const std::string& where = "ssm::io::read_json") {
   std::ifstream in(path, std::ios::binary);
@@ -64,12 +87,18 @@ inline nlohmann::json read_json(const std::string& path,
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) throw std::runtime_error(where + ": " + path + ": read error");
+  const std::string strict = detail::encode_python_floats(text.str());
+  std::optional<nlohmann::json> j;
   try {
-    return nlohmann::json::parse(detail::encode_python_floats(text.str()));
-  } catch (const nlohmann::json::parse_error& e) {
+    j = detail::parse_json_bounded(strict.data(), strict.data() + strict.size());
+  } catch (const nlohmann::json::exception& e) {  // parse_error, out_of_range
     throw std::runtime_error(where + ": " + path + ": not valid JSON (" +
                              e.what() + ")");
   }
+  if (!j)
+    throw std::runtime_error(where + ": " + path + ": nests deeper than " +
+                             std::to_string(detail::max_json_depth) + " levels");
+  return std::move(*j);
 }
 
 /// The value of a JSON float: a number, or transformers' encoding

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <ssm/io/dtype.hpp>
+#include <ssm/io/json.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -23,6 +24,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -44,6 +46,9 @@ namespace detail {
 /// The bytes of a whole regular file: memory-mapped when possible, else read.
 class FileBytes {
  public:
+  /// Bytes already in memory, taken over.
+  explicit FileBytes(std::vector<unsigned char> bytes)
+      : buffer_(std::move(bytes)), data_(buffer_.data()), size_(buffer_.size()) {}
   FileBytes(const std::string& path, bool memory_map, const std::string& where) {
     std::error_code ec;
     const auto status = std::filesystem::status(path, ec);
@@ -142,6 +147,16 @@ class SafetensorsFile {
     parse_header();
   }
 
+  /// Parses the `size` bytes of a safetensors file at `data` (copied, so
+  /// they need not outlive it), validated as a file is; `name` stands for
+  /// the path in messages. For bytes that come from elsewhere than a file,
+  /// and for fuzzing (fuzz/fuzz_safetensors.cpp).
+  static SafetensorsFile from_memory(std::string name, const void* data, std::size_t size) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    return SafetensorsFile(std::move(name),
+                           detail::FileBytes(std::vector<unsigned char>(p, p + size)));
+  }
+
   /// The path it was opened with.
   const std::string& path() const { return path_; }
   /// Whether the bytes are memory-mapped (false: read into memory).
@@ -194,9 +209,15 @@ class SafetensorsFile {
  private:
   friend class Checkpoint;  // reports errors under its own name
 
-  void load_checked(const std::string& name,
-                    const std::vector<std::int64_t>* expected, float* dst,
-                    const std::string& where) const {
+  SafetensorsFile(std::string name, detail::FileBytes bytes)
+      : path_(std::move(name)), file_(std::move(bytes)) {
+    parse_header();
+  }
+
+  // The entry of `name`, after checking its shape if `expected` is given.
+  const TensorInfo& checked_info(const std::string& name,
+                                 const std::vector<std::int64_t>* expected,
+                                 const std::string& where) const {
     const auto it = tensors_.find(name);
     if (it == tensors_.end())
       throw std::runtime_error(where + ": " + path_ + ": '" + name + "': no such tensor");
@@ -205,6 +226,13 @@ class SafetensorsFile {
       throw std::runtime_error(where + ": " + path_ + ": '" + name + "': expected " +
                                detail::shape_string(*expected) + ", got " +
                                detail::shape_string(t.shape));
+    return t;
+  }
+
+  void load_checked(const std::string& name,
+                    const std::vector<std::int64_t>* expected, float* dst,
+                    const std::string& where) const {
+    const TensorInfo& t = checked_info(name, expected, where);
     if (!convert_to_float(t.dtype, file_.data() + data_start_ + t.begin,
                           t.numel(), dst))
       throw std::runtime_error(where + ": " + path_ + ": '" + name + "': dtype " +
@@ -228,15 +256,17 @@ class SafetensorsFile {
       fail("header length " + std::to_string(n) + " exceeds the limit of " +
            std::to_string(max_header_size) + " bytes");
     data_start_ = 8 + std::size_t(n);
-    nlohmann::json header;
+    std::optional<nlohmann::json> header;
     try {
       const char* text = reinterpret_cast<const char*>(file_.data() + 8);
-      header = nlohmann::json::parse(text, text + n);
-    } catch (const nlohmann::json::parse_error& e) {
+      header = detail::parse_json_bounded(text, text + n);
+    } catch (const nlohmann::json::exception& e) {  // parse_error, out_of_range
       fail(std::string("header is not valid JSON (") + e.what() + ")");
     }
-    if (!header.is_object()) fail("header is not a JSON object");
-    for (const auto& kv : header.items()) {
+    if (!header)
+      fail("header nests deeper than " + std::to_string(detail::max_json_depth) + " levels");
+    if (!header->is_object()) fail("header is not a JSON object");
+    for (const auto& kv : header->items()) {
       if (kv.key() == "__metadata__")
         parse_metadata(kv.value());
       else
