@@ -1,4 +1,5 @@
-// mamba_generate: runs a Hugging Face Mamba checkpoint and generates tokens.
+// mamba_generate: runs a Hugging Face Mamba or Mamba-2 checkpoint (the type
+// read from its config.json) and generates tokens.
 //
 //   mamba_generate [--model DIR] [--prompt-ids 1,2,3] [--max-new-tokens N]
 //                  [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R]
@@ -11,6 +12,7 @@
 #include <ssm/generate.hpp>
 #include <ssm/io/npy.hpp>
 #include <ssm/mamba.hpp>
+#include <ssm/mamba2.hpp>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -33,7 +35,8 @@ const char* usage =
     "usage: mamba_generate [--model DIR] [--prompt-ids 1,2,3] [--max-new-tokens N]\n"
     "                      [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R]\n"
     "                      [--seed S] [--threads T] [--logits-out FILE.npy]\n"
-    "Generates tokens with a Hugging Face Mamba checkpoint (config.json + *.safetensors).\n"
+    "Generates tokens with a Hugging Face Mamba or Mamba-2 checkpoint (config.json +\n"
+    "*.safetensors; the model type from config.json).\n"
     "  --model DIR            checkpoint folder (default: the bundled tiny model)\n"
     "  --prompt-ids LIST      comma-separated token ids (default: 0)\n"
     "  --max-new-tokens N     tokens to generate (default 32)\n"
@@ -155,8 +158,14 @@ int main(int argc, char** argv) {
 #ifdef _OPENMP
     if (a.threads > 0) omp_set_num_threads(int(a.threads));
 #endif
-    const ssm::MambaLM model = ssm::MambaLM::load(a.model);
-    run(model, a);
+    const ssm::ModelType type = [&] {
+      const ssm::io::Checkpoint ck(a.model);
+      return ssm::detect_model_type(ck.config(), ck.config_path());
+    }();
+    if (type == ssm::ModelType::mamba2)
+      run(ssm::Mamba2LM::load(a.model), a);
+    else
+      run(ssm::MambaLM::load(a.model), a);
     return 0;
   } catch (const std::exception& e) {
     std::string msg = e.what();

@@ -6,7 +6,9 @@
 #include <ssm/generate.hpp>    // generate, GenerationStats
 #include <ssm/linear_recurrence.hpp>  // linear_recurrence, Steps
 #include <ssm/mamba.hpp>       // MambaLM, MambaCache
+#include <ssm/mamba2.hpp>      // Mamba2LM, Mamba2Cache, Mamba2Norm
 #include <ssm/sampling.hpp>    // Sampler, SamplingOptions
 #include <ssm/scan.hpp>        // step, recurrent, scan
 #include <ssm/selective_scan.hpp>  // selective_scan, SelectiveScanArgs
+#include <ssm/ssd.hpp>         // ssd_recurrent, ssd_chunked, SsdArgs
 #include <ssm/system.hpp>      // Continuous, Discrete, ...Diagonal

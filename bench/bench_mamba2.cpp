@@ -1,0 +1,267 @@
+// Mamba-2 on this machine, each figure next to its ceiling measured in the
+// same run:
+//   BM_SsdRecurrent: the recurrent kernel in state updates per second
+//       (one update: one element of a head's P x N state, one step) against
+//       the FMA ceiling, two FMAs per update (the update and the readout);
+//   BM_SsdChunked:   the chunked (SSD) form on the same problems, updates/s
+//       of the equivalent recurrence, for the crossover over L and N;
+//   BM_Prefill, BM_Decode: a mamba2-130m-shaped random model (d_model 768,
+//       24 layers, 24 heads of 64, N 128, 1 group, conv 4, vocab 50280,
+//       tied) in tokens/s, against Eigen SGEMM FLOP/s / matrix FLOPs per
+//       token (prefill) and read bandwidth / bytes per token (decode), as
+//       bench_mamba does for Mamba-1.
+// Counters: updates_s / tok_s, ceiling_*, share (of the ceiling).
+//
+//   build/release/bench/bench_mamba2 --benchmark_min_time=1
+#include <ssm/mamba2.hpp>
+#include <ssm/ssd.hpp>
+
+#include "ceilings.hpp"
+
+#include <benchmark/benchmark.h>
+#include <sys/resource.h>
+
+#include <chrono>
+#include <random>
+#include <vector>
+
+namespace {
+
+void set_threads(int t) {
+#ifdef _OPENMP
+  omp_set_num_threads(t);
+#endif
+  Eigen::setNbThreads(t);
+}
+
+double fma_lanes(int threads) {
+  static double cached[65] = {};
+  if (cached[threads] == 0) cached[threads] = bench::fma_lanes_per_second(threads);
+  return cached[threads];
+}
+
+// One layer's SSM input as the model holds it: rows [x | B | C | dt] per
+// step, heads of 64, one group; dt spread as a trained model's.
+struct Problem {
+  std::size_t L, H, P = 64, N;
+  std::vector<float> rows, A, D, bias, state, y;
+  ssm::SsdArgs args;
+
+  Problem(std::size_t L_, std::size_t H_, std::size_t N_) : L(L_), H(H_), N(N_) {
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> u(-1.f, 1.f);
+    const std::size_t row = H * P + 2 * N + H;
+    rows.resize(L * row);
+    for (auto& v : rows) v = u(rng);
+    A.resize(H), D.resize(H), bias.resize(H);
+    for (std::size_t h = 0; h < H; ++h) {
+      A[h] = -float(h + 1);
+      D[h] = 1;
+      bias[h] = -4.f + 3.f * float(h) / float(H);  // softplus: dt ~ 0.01 .. 0.3
+    }
+    state.assign(H * N * P, 0.f);
+    y.resize(L * H * P);
+    ssm::SsdArgs& p = args;
+    p.L = L, p.heads = H, p.head_dim = P, p.N = N;
+    p.x = rows.data(), p.x_time_stride = std::ptrdiff_t(row);
+    p.B = rows.data() + H * P, p.B_time_stride = std::ptrdiff_t(row);
+    p.C = p.B + N, p.C_time_stride = std::ptrdiff_t(row);
+    p.dt = p.C + N, p.dt_time_stride = std::ptrdiff_t(row);
+    p.A = A.data(), p.D = D.data(), p.dt_bias = bias.data(), p.dt_softplus = true;
+    p.state = state.data();
+    p.y = y.data(), p.y_time_stride = std::ptrdiff_t(H * P);
+  }
+  double updates() const { return double(L * H * N * P); }
+};
+
+void report(benchmark::State& st, const Problem& pb, int threads) {
+  const double ceiling = fma_lanes(threads) / 2;
+  st.counters["updates_s"] = benchmark::Counter(pb.updates(), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["ceiling_updates_s"] = ceiling;
+  st.counters["share"] = benchmark::Counter(pb.updates() / ceiling, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_SsdRecurrent(benchmark::State& st) {
+  const auto L = std::size_t(st.range(0)), N = std::size_t(st.range(1));
+  const int threads = int(st.range(2));
+  Problem pb(L, 24, N);
+  set_threads(threads);
+  for (auto _ : st) {
+    ssm::ssd_recurrent(pb.args, threads);
+    benchmark::DoNotOptimize(pb.y.data());
+  }
+  report(st, pb, threads);
+}
+
+void BM_SsdChunked(benchmark::State& st) {
+  const auto L = std::size_t(st.range(0)), N = std::size_t(st.range(1));
+  const auto Q = std::size_t(st.range(2));
+  const int threads = int(st.range(3));
+  Problem pb(L, 24, N);
+  set_threads(threads);
+  for (auto _ : st) {
+    ssm::ssd_chunked(pb.args, Q, threads);
+    benchmark::DoNotOptimize(pb.y.data());
+  }
+  report(st, pb, threads);
+}
+
+ssm::Mamba2Config config_130m() {
+  ssm::Mamba2Config c;
+  c.d_model = 768, c.n_layer = 24, c.vocab_size = 50280, c.d_state = 128, c.d_conv = 4;
+  c.d_inner = 1536, c.headdim = 64, c.nheads = 24, c.ngroups = 1, c.chunk_size = 256;
+  c.tie_embeddings = true;
+  return c;
+}
+
+// one model for all the benchmarks (its prefill form set by each)
+ssm::Mamba2LM& model() {
+  static ssm::Mamba2LM m = ssm::Mamba2LM::random(config_130m(), 42);
+  return m;
+}
+
+double matrix_params_per_token(const ssm::Mamba2Config& c) {
+  return double(c.n_layer) * double(c.in_proj_size() * c.d_model + c.d_model * c.d_inner);
+}
+
+double weight_bytes(const ssm::Mamba2Config& c) {
+  const double per_layer = double(c.in_proj_size() * c.d_model + c.d_model * c.d_inner +
+                                  c.conv_dim() * (c.d_conv + 1) + 3 * c.nheads + c.d_inner + c.d_model);
+  return 4.0 * (double(c.n_layer) * per_layer + double(c.vocab_size * c.d_model + c.d_model));
+}
+
+// the caches, read and written once per token
+double state_bytes(const ssm::Mamba2Config& c) {
+  return 2 * 4.0 * double(c.n_layer) *
+         double(c.nheads * c.d_state * c.headdim + (c.d_conv - 1) * c.conv_dim());
+}
+
+double peak_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_maxrss) / 1024.0;
+}
+
+// Eigen SGEMM FLOP/s on the in_proj product of a 2048-token prompt (as bench_mamba).
+double gemm_flops(int threads) {
+  static double cached[65] = {};
+  if (cached[threads] > 0) return cached[threads];
+  set_threads(threads);
+  const Eigen::MatrixXf a = Eigen::MatrixXf::Random(2048, 768), b = Eigen::MatrixXf::Random(768, 3072);
+  Eigen::MatrixXf c(2048, 3072);
+  const double s = bench::best_time([&] { c.noalias() = a * b; }, 5);
+  return cached[threads] = 2.0 * 2048 * 768 * 3072 / s;
+}
+
+// Bytes per second read by `threads` threads streaming 1 GiB (as bench_mamba).
+double read_bandwidth(int threads) {
+  static double cached[65] = {};
+  if (cached[threads] > 0) return cached[threads];
+  using batch = xsimd::batch<float>;
+  const std::size_t n = std::size_t(1) << 28;
+  std::vector<float> buf(n, 1.f), sink(64 * batch::size);
+  const double s = bench::best_time([&] {
+#pragma omp parallel num_threads(threads)
+    {
+      const std::size_t j = std::size_t(ssm::detail::thread_index()), m = std::size_t(ssm::detail::team_size());
+      const std::size_t i0 = n * j / m / 64 * 64, i1 = n * (j + 1) / m / 64 * 64;
+      batch a0(0.f), a1(0.f), a2(0.f), a3(0.f);
+      for (std::size_t i = i0; i < i1; i += 4 * batch::size) {
+        a0 += batch::load_unaligned(&buf[i]);
+        a1 += batch::load_unaligned(&buf[i + batch::size]);
+        a2 += batch::load_unaligned(&buf[i + 2 * batch::size]);
+        a3 += batch::load_unaligned(&buf[i + 3 * batch::size]);
+      }
+      ((a0 + a1) + (a2 + a3)).store_unaligned(&sink[j * batch::size]);
+    }
+  }, 3);
+  return cached[threads] = 4.0 * double(n) / s;
+}
+
+std::vector<std::int32_t> random_tokens(std::size_t n, std::int64_t vocab) {
+  std::mt19937 rng(1);
+  std::vector<std::int32_t> t(n);
+  for (auto& x : t) x = std::int32_t(std::uniform_int_distribution<std::int64_t>(0, vocab - 1)(rng));
+  return t;
+}
+
+// form 0: recurrent SSM, 1: chunked
+void BM_Prefill(benchmark::State& st) {
+  const auto L = std::size_t(st.range(0));
+  const int threads = int(st.range(1));
+  ssm::Mamba2LM& m = model();
+  m.prefill = st.range(2) ? ssm::Mamba2Prefill::chunked : ssm::Mamba2Prefill::recurrent;
+  const auto& c = m.config();
+  const auto tokens = random_tokens(L, c.vocab_size);
+  std::vector<float> logits(std::size_t(c.vocab_size));
+  ssm::Mamba2Workspace ws;
+  const double gemm = gemm_flops(threads);
+  set_threads(threads);
+  double seconds = 0;
+  for (auto _ : st) {
+    ssm::Mamba2Cache cache = m.new_cache();
+    const auto t0 = std::chrono::steady_clock::now();
+    m.forward(tokens.data(), L, cache, logits.data(), 1, ws);
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    benchmark::DoNotOptimize(logits.data());
+  }
+  const double flops_per_token = 2.0 * (matrix_params_per_token(c) + double(c.vocab_size * c.d_model) / double(L));
+  st.counters["tok_s"] = benchmark::Counter(double(L), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["ceiling_tok_s"] = gemm / flops_per_token;
+  st.counters["share"] = double(L) * double(st.iterations()) / seconds / (gemm / flops_per_token);
+  st.counters["gemm_gflops"] = gemm / 1e9;
+  st.counters["peak_rss_mb"] = peak_rss_mb();
+}
+
+void BM_Decode(benchmark::State& st) {
+  const int threads = int(st.range(0));
+  ssm::Mamba2LM& m = model();
+  m.prefill = ssm::Mamba2Prefill::automatic;
+  const auto& c = m.config();
+  const double bandwidth = read_bandwidth(threads);
+  set_threads(threads);
+  ssm::Mamba2Workspace ws;
+  ssm::Mamba2Cache cache = m.new_cache();
+  std::vector<float> logits(std::size_t(c.vocab_size));
+  const auto prompt = random_tokens(16, c.vocab_size);
+  m.forward(prompt.data(), prompt.size(), cache, logits.data(), 1, ws);
+  ssm::Mamba2Cache* caches[] = {&cache};
+  std::int32_t token = prompt.back();
+  double seconds = 0;
+  for (auto _ : st) {
+    const auto t0 = std::chrono::steady_clock::now();
+    m.step(&token, caches, 1, logits.data(), ws);
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    token = std::int32_t((token * 31 + 7) % c.vocab_size);
+    benchmark::DoNotOptimize(logits.data());
+  }
+  const double roof = bandwidth / weight_bytes(c), roof_state = bandwidth / (weight_bytes(c) + state_bytes(c));
+  st.counters["tok_s"] = benchmark::Counter(1, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["ceiling_tok_s"] = roof;
+  st.counters["share"] = double(st.iterations()) / seconds / roof;
+  // the roof counting the caches' traffic too (7% of the bytes at N = 128)
+  st.counters["share_with_state"] = double(st.iterations()) / seconds / roof_state;
+  st.counters["read_gb_s"] = bandwidth / 1e9;
+  st.counters["state_mb"] = double(cache.conv.size() + cache.ssm.size()) * 4 / 1e6;
+  st.counters["peak_rss_mb"] = peak_rss_mb();
+}
+
+}  // namespace
+
+BENCHMARK(BM_Prefill)->ArgNames({"L", "threads", "chunked"})->ArgsProduct({{512, 2048}, {1, 2}, {0, 1}})
+    ->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Decode)->ArgNames({"threads"})->Arg(1)->Arg(2)->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_SsdRecurrent)->ArgNames({"L", "N", "threads"})
+    ->ArgsProduct({{1, 16, 64, 256, 1024, 2048}, {64, 128}, {1, 2}})->UseRealTime();
+BENCHMARK(BM_SsdChunked)->ArgNames({"L", "N", "Q", "threads"})
+    ->ArgsProduct({{16, 64, 256, 1024, 2048}, {64, 128}, {64, 128, 256}, {1, 2}})->UseRealTime();
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  benchmark::AddCustomContext("simd", xsimd::default_arch::name());
+  benchmark::AddCustomContext("weights_mb", std::to_string(weight_bytes(config_130m()) / 1e6));
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

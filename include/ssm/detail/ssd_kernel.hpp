@@ -1,0 +1,331 @@
+// The recurrent form of Mamba-2's SSM for one head of one sequence: a
+// P x N state per head, a scalar decay per step,
+//   h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T,   y_t = h_t C_t + D x_t,
+// stored n-major (N rows of P, as h[n, p]) so that both the rank-1 update
+// and the readout are vertical over p: no horizontal sums.
+//
+// Since the decay is one scalar per head and step, the state is kept as
+// g = h / s with s_t = prod exp(dt A) since the last renormalization: then
+//   g_t = g_{t-1} + x_t ((dt_t / s_t) B_t)^T,   y_t = s_t (g_t C_t) + D x_t,
+// two FMAs per state element and step (the update and the readout), where
+// the direct form needs a third operation, the multiply by the decay. s is
+// reset to 1 (g multiplied by it once) at the first step and whenever it
+// falls below 2^-32, so 1/s stays below 2^32: g's terms keep the relative
+// errors of h's, and nothing overflows that the true state would not.
+#pragma once
+
+#include <ssm/detail/exp.hpp>
+#include <ssm/detail/recurrence.hpp>             // static_for, SSM_ALWAYS_INLINE
+#include <ssm/detail/selective_scan_kernel.hpp>  // softplus, log2e
+
+#include <xsimd/xsimd.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <vector>
+
+namespace ssm::detail {
+
+// log2 of the smallest scale s before the state is renormalized
+constexpr float ssd_scale_floor = -32.f;
+
+// Steps of one time block: a block's rows of x, B and C and its partial
+// readouts stay in L1 while every state tile passes over them.
+constexpr std::size_t ssd_time_block = 64;
+
+// How dt is made from the projection's raw value (transformers' Mamba-2):
+// dt = clamp(softplus(raw + bias), lo, hi); NaN stays NaN.
+struct StepSize {
+  float bias = 0;
+  bool softplus = false;
+  float lo = 0, hi = INFINITY;
+  float operator()(float raw) const {
+    float dt = raw + bias;
+    if (softplus) dt = detail::softplus(dt);
+    return dt < lo ? lo : dt > hi ? hi : dt;
+  }
+};
+
+// One head of one sequence; every pointer at the head's first element.
+struct SsdHead {
+  std::size_t L = 0, N = 0, P = 0;
+  const float* x = nullptr;   // x_t[p] at x[t * x_ts + p]
+  std::ptrdiff_t x_ts = 0;
+  const float* dt = nullptr;  // raw dt_t at dt[t * dt_ts]
+  std::ptrdiff_t dt_ts = 0;
+  const float* B = nullptr;   // B_t[n] at B[t * B_ts + n]
+  std::ptrdiff_t B_ts = 0;
+  const float* C = nullptr;
+  std::ptrdiff_t C_ts = 0;
+  StepSize step;
+  float A = 0;  // <= 0
+  float D = 0;
+  float* state = nullptr;  // (N, P): h_{-1} in, h_{L-1} out
+  float* y = nullptr;      // y_t[p] at y[t * y_ts + p]
+  std::ptrdiff_t y_ts = 0;
+};
+
+// Per-thread scratch of the recurrent form, grown once.
+struct SsdScratch {
+  std::vector<float> y, su, sy, mult, bs;
+  std::vector<unsigned char> renorm;
+};
+
+// One time block of a head for the tile kernels, every pointer at the
+// block's first step: g += x_t bs_t^T with bs_t = (dt_t / s_t) B_t, after
+// g *= mult[t] where renorm[t]; y_t = sy_t (g C_t) + D x_t with sy_t = s_t.
+// Readouts of all but the last rows of n go through `partial` (contiguous:
+// y's rows, often a multiple of 4 KiB apart, would share a few L1 sets).
+struct SsdBlock {
+  std::size_t T = 0, P = 0, N = 0;
+  const float* x = nullptr;
+  std::ptrdiff_t x_ts = 0;
+  const float* bs = nullptr;  // (T, N)
+  const float* C = nullptr;
+  std::ptrdiff_t C_ts = 0;
+  const float* sy = nullptr;
+  const unsigned char* renorm = nullptr;
+  const float* mult = nullptr;
+  float D = 0;
+  float* partial = nullptr;  // (T, P)
+  float* y = nullptr;
+  std::ptrdiff_t y_ts = 0;
+  float* state = nullptr;  // (N, P), scaled
+  float out_scale = 1;     // applied to the state when stored (the last block: s)
+};
+
+// States [n0, n0 + R) x [p0, p0 + PV W) in registers for the whole block.
+// first: the readout starts from 0, else from `partial`; last: the readout
+// is complete and y is written, else `partial`.
+template <class Arch, std::size_t R, std::size_t PV>
+void ssd_tile(const SsdBlock& k, std::size_t n0, std::size_t p0, bool first, bool last) {
+  using batch = xsimd::batch<float, Arch>;
+  constexpr std::size_t W = batch::size;
+  // operands in locals: the stores could otherwise alias k's fields
+  const std::size_t T = k.T, P = k.P, N = k.N;
+  const std::ptrdiff_t x_ts = k.x_ts, C_ts = k.C_ts, y_ts = k.y_ts;
+  const unsigned char* renorm = k.renorm;
+  const float *mult = k.mult, *sy = k.sy;
+  const batch D(k.D);
+  const float* x = k.x + p0;
+  const float* B = k.bs + n0;
+  const float* C = k.C + n0;
+  float* partial = k.partial + p0;
+  float* y = k.y + p0;
+  float* const s0 = k.state + n0 * P + p0;
+  batch g[R][PV];
+  static_for<R>([&](auto r) {
+    static_for<PV>([&](auto j) { g[r][j] = batch::load_unaligned(s0 + r * P + j * W); });
+  });
+  for (std::size_t t = 0; t < T; ++t, x += x_ts, B += N, C += C_ts, partial += P, y += y_ts) {
+    if (renorm[t]) {
+      const batch m(mult[t]);
+      static_for<R>([&](auto r) { static_for<PV>([&](auto j) { g[r][j] *= m; }); });
+    }
+    batch xv[PV], acc[PV];
+    static_for<PV>([&](auto j) {
+      xv[j] = batch::load_unaligned(x + j * W);
+      acc[j] = first ? batch(0.f) : batch::load_unaligned(partial + j * W);
+    });
+    static_for<R>([&](auto r) {  // g += x bs^T: one FMA per element
+      const batch b(B[r]);
+      static_for<PV>([&](auto j) { g[r][j] = xsimd::fma(b, xv[j], g[r][j]); });
+    });
+    static_for<R>([&](auto r) {  // y' += g C: one FMA per element
+      const batch c(C[r]);
+      static_for<PV>([&](auto j) { acc[j] = xsimd::fma(c, g[r][j], acc[j]); });
+    });
+    if (last) {
+      const batch scale(sy[t]);
+      static_for<PV>([&](auto j) { xsimd::fma(scale, acc[j], D * xv[j]).store_unaligned(y + j * W); });
+    } else {
+      static_for<PV>([&](auto j) { acc[j].store_unaligned(partial + j * W); });
+    }
+  }
+  const batch out(k.out_scale);
+  static_for<R>([&](auto r) {
+    static_for<PV>([&](auto j) { (g[r][j] * out).store_unaligned(s0 + r * P + j * W); });
+  });
+}
+
+// Columns [p0, p1) of every state row, one at a time: the p that do not
+// fill a batch.
+inline void ssd_columns_scalar(const SsdBlock& k, std::size_t p0, std::size_t p1) {
+  const std::size_t N = k.N;
+  for (std::size_t p = p0; p < p1; ++p)
+    for (std::size_t t = 0; t < k.T; ++t) {
+      const float x = k.x[std::ptrdiff_t(t) * k.x_ts + std::ptrdiff_t(p)];
+      const float* B = k.bs + t * N;
+      const float* C = k.C + std::ptrdiff_t(t) * k.C_ts;
+      float acc = 0;
+      for (std::size_t n = 0; n < N; ++n) {
+        float& g = k.state[n * k.P + p];
+        if (k.renorm[t]) g *= k.mult[t];
+        g += B[n] * x;
+        acc += C[n] * g;
+      }
+      k.y[std::ptrdiff_t(t) * k.y_ts + std::ptrdiff_t(p)] = k.sy[t] * acc + k.D * x;
+    }
+  for (std::size_t n = 0; n < N && k.out_scale != 1; ++n)
+    for (std::size_t p = p0; p < p1; ++p) k.state[n * k.P + p] *= k.out_scale;
+}
+
+// Tiles of R rows (then single rows) of PV-batch column blocks.
+template <class Arch, std::size_t R, std::size_t PV>
+void ssd_column_block(const SsdBlock& k, std::size_t p0) {
+  const std::size_t N = k.N;
+  std::size_t n0 = 0;
+  for (; n0 + R <= N; n0 += R) ssd_tile<Arch, R, PV>(k, n0, p0, n0 == 0, n0 + R == N);
+  for (; n0 < N; ++n0) ssd_tile<Arch, 1, PV>(k, n0, p0, n0 == 0, n0 + 1 == N);
+}
+
+// The block over all states: columns in blocks of PV batches (4 with 32
+// vector registers: a 4 x 4 tile, 16 state registers), then the rest.
+template <class Arch>
+void ssd_block(const SsdBlock& k) {
+  using batch = xsimd::batch<float, Arch>;
+  constexpr std::size_t W = batch::size, R = 4, PV = W >= 16 ? 4 : 2;
+  if (k.N == 0) {  // no states: y = D x
+    for (std::size_t t = 0; t < k.T; ++t)
+      for (std::size_t p = 0; p < k.P; ++p)
+        k.y[std::ptrdiff_t(t) * k.y_ts + std::ptrdiff_t(p)] = k.D * k.x[std::ptrdiff_t(t) * k.x_ts + std::ptrdiff_t(p)];
+    return;
+  }
+  const std::size_t vectors = k.P / W;
+  std::size_t v = 0;
+  for (; v + PV <= vectors; v += PV) ssd_column_block<Arch, R, PV>(k, v * W);
+  switch (vectors - v) {
+    case 1: ssd_column_block<Arch, R, 1>(k, v * W); break;
+    case 2: if constexpr (PV > 2) ssd_column_block<Arch, R, 2>(k, v * W); break;
+    case 3: if constexpr (PV > 3) ssd_column_block<Arch, R, 3>(k, v * W); break;
+    default: break;
+  }
+  ssd_columns_scalar(k, vectors * W, k.P);
+}
+
+// dt[i] = step(dt[i]) for n values, vectorized (softplus as detail::softplus)
+template <class Arch>
+void step_sizes(const StepSize& f, float* dt, std::size_t n) {
+  using batch = xsimd::batch<float, Arch>;
+  const batch bias(f.bias), lo(f.lo), hi(f.hi);
+  std::size_t i = 0;
+  for (; i + batch::size <= n; i += batch::size) {
+    batch d = batch::load_unaligned(dt + i) + bias;
+    if (f.softplus) d = softplus<Arch>(d);
+    // NaN stays NaN: select on d < lo / d > hi, both false for NaN
+    d = xsimd::select(d < lo, lo, xsimd::select(d > hi, hi, d));
+    d.store_unaligned(dt + i);
+  }
+  for (; i < n; ++i) dt[i] = f(dt[i]);
+}
+
+// Asks for the cache lines of x (to read) and y (to write) of steps
+// [t0, t0 + n) of a head, and with BC those of B and C (which a block's
+// first head fetches for the others).
+inline void prefetch_head_rows(const SsdHead& h, std::size_t t0, std::size_t n, bool BC) {
+#if defined(__GNUC__) || defined(__clang__)
+  auto lines = [](const float* p, std::size_t floats, int write) {
+    const char* c = reinterpret_cast<const char*>(p);
+    for (std::size_t b = 0; b < floats * sizeof(float); b += 64)
+      write ? __builtin_prefetch(c + b, 1) : __builtin_prefetch(c + b, 0);
+  };
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto t = std::ptrdiff_t(t0 + i);
+    lines(h.x + t * h.x_ts, h.P, 0);
+    lines(h.y + t * h.y_ts, h.P, 1);
+    if (BC) {
+      lines(h.B + t * h.B_ts, h.N, 0);
+      lines(h.C + t * h.C_ts, h.N, 0);
+    }
+  }
+#else
+  (void)h, (void)t0, (void)n, (void)BC;
+#endif
+}
+
+// Steps [t0, t0 + n) of a head (n <= ssd_time_block): the step sizes and
+// the scales s (a running sum; one exp2 per step, vectorized), the scaled
+// B, then the tiles. c: log2 s, carried from block to block.
+template <class Arch>
+void ssd_head_block(const SsdHead& h, std::size_t t0, std::size_t n, float& c, SsdScratch& s) {
+  using batch = xsimd::batch<float, Arch>;
+  constexpr std::size_t W = batch::size;
+  const std::size_t T = ssd_time_block;
+  s.y.resize(T * h.P);
+  s.bs.resize(T * h.N);
+  s.su.resize(T);
+  s.sy.resize(T);
+  s.mult.resize(T);
+  s.renorm.resize(T);
+  const float A2 = h.A * log2e;
+  for (std::size_t i = 0; i < n; ++i) s.su[i] = h.dt[std::ptrdiff_t(t0 + i) * h.dt_ts];
+  step_sizes<Arch>(h.step, s.su.data(), n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const float next = c + s.su[i] * A2;
+    // renormalize at the first step (then a single step is the direct
+    // update) and when s falls below 2^-32; NaN renormalizes to NaN
+    s.renorm[i] = t0 + i == 0 || !(next >= ssd_scale_floor);
+    if (s.renorm[i]) {
+      s.mult[i] = std::exp2(next);
+      c = 0;
+    } else {
+      c = next;
+    }
+    s.sy[i] = c;
+  }
+  std::size_t i = 0;  // s = 2^c, and dt / s scales B
+  for (; i + W <= n; i += W) {
+    const batch sy = exp2_nonpositive<Arch>(batch::load_unaligned(s.sy.data() + i));
+    sy.store_unaligned(s.sy.data() + i);
+    (batch::load_unaligned(s.su.data() + i) / sy).store_unaligned(s.su.data() + i);
+  }
+  for (; i < n; ++i) {
+    s.sy[i] = std::exp2(s.sy[i]);
+    s.su[i] /= s.sy[i];
+  }
+  // (dt / s) B, once per step and state: the tiles broadcast it from memory,
+  // which costs no vector instruction
+  for (std::size_t i = 0; i < n; ++i) {
+    const float* B = h.B + std::ptrdiff_t(t0 + i) * h.B_ts;
+    for (std::size_t m = 0; m < h.N; ++m) s.bs[i * h.N + m] = B[m] * s.su[i];
+  }
+  SsdBlock k;
+  k.T = n;
+  k.P = h.P;
+  k.N = h.N;
+  k.x = h.x + std::ptrdiff_t(t0) * h.x_ts;
+  k.x_ts = h.x_ts;
+  k.bs = s.bs.data();
+  k.C = h.C + std::ptrdiff_t(t0) * h.C_ts;
+  k.C_ts = h.C_ts;
+  k.sy = s.sy.data();
+  k.renorm = s.renorm.data();
+  k.mult = s.mult.data();
+  k.D = h.D;
+  k.partial = s.y.data();
+  k.y = h.y + std::ptrdiff_t(t0) * h.y_ts;
+  k.y_ts = h.y_ts;
+  k.state = h.state;
+  k.out_scale = t0 + n == h.L ? s.sy[n - 1] : 1.f;
+  ssd_block<Arch>(k);
+}
+
+// Heads [j0, j1) of `heads(j)` over all their steps, time block by time
+// block, every head within a block: the rows of x, B, C and y of a block are
+// read and written once for all the heads. carry: one float per head.
+template <class Arch, class Heads>
+void ssd_heads_recurrent(const Heads& heads, std::size_t j0, std::size_t j1, std::size_t L,
+                         std::vector<float>& carry, SsdScratch& s) {
+  carry.assign(j1 - j0, 0.f);
+  for (std::size_t t0 = 0; t0 < L; t0 += ssd_time_block)
+    for (std::size_t j = j0; j < j1; ++j) {
+      // the next head's rows (and the next block's B and C), during this
+      // head's block: strided rows the hardware prefetchers miss
+      const std::size_t nj = j + 1 < j1 ? j + 1 : j0, nt0 = j + 1 < j1 ? t0 : t0 + ssd_time_block;
+      if (nt0 < L) prefetch_head_rows(heads(nj), nt0, std::min(ssd_time_block, L - nt0), nt0 != t0);
+      ssd_head_block<Arch>(heads(j), t0, std::min(ssd_time_block, L - t0), carry[j - j0], s);
+    }
+}
+
+}  // namespace ssm::detail
