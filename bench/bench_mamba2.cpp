@@ -17,9 +17,9 @@
 #include <ssm/ssd.hpp>
 
 #include "ceilings.hpp"
+#include "model_ceilings.hpp"
 
 #include <benchmark/benchmark.h>
-#include <sys/resource.h>
 
 #include <chrono>
 #include <random>
@@ -27,12 +27,11 @@
 
 namespace {
 
-void set_threads(int t) {
-#ifdef _OPENMP
-  omp_set_num_threads(t);
-#endif
-  Eigen::setNbThreads(t);
-}
+using bench::gemm_flops;
+using bench::peak_rss_mb;
+using bench::random_tokens;
+using bench::read_bandwidth;
+using bench::set_threads;
 
 double fma_lanes(int threads) {
   static double cached[65] = {};
@@ -134,55 +133,6 @@ double weight_bytes(const ssm::Mamba2Config& c) {
 double state_bytes(const ssm::Mamba2Config& c) {
   return 2 * 4.0 * double(c.n_layer) *
          double(c.nheads * c.d_state * c.headdim + (c.d_conv - 1) * c.conv_dim());
-}
-
-double peak_rss_mb() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return double(u.ru_maxrss) / 1024.0;
-}
-
-// Eigen SGEMM FLOP/s on the in_proj product of a 2048-token prompt (as bench_mamba).
-double gemm_flops(int threads) {
-  static double cached[65] = {};
-  if (cached[threads] > 0) return cached[threads];
-  set_threads(threads);
-  const Eigen::MatrixXf a = Eigen::MatrixXf::Random(2048, 768), b = Eigen::MatrixXf::Random(768, 3072);
-  Eigen::MatrixXf c(2048, 3072);
-  const double s = bench::best_time([&] { c.noalias() = a * b; }, 5);
-  return cached[threads] = 2.0 * 2048 * 768 * 3072 / s;
-}
-
-// Bytes per second read by `threads` threads streaming 1 GiB (as bench_mamba).
-double read_bandwidth(int threads) {
-  static double cached[65] = {};
-  if (cached[threads] > 0) return cached[threads];
-  using batch = xsimd::batch<float>;
-  const std::size_t n = std::size_t(1) << 28;
-  std::vector<float> buf(n, 1.f), sink(64 * batch::size);
-  const double s = bench::best_time([&] {
-#pragma omp parallel num_threads(threads)
-    {
-      const std::size_t j = std::size_t(ssm::detail::thread_index()), m = std::size_t(ssm::detail::team_size());
-      const std::size_t i0 = n * j / m / 64 * 64, i1 = n * (j + 1) / m / 64 * 64;
-      batch a0(0.f), a1(0.f), a2(0.f), a3(0.f);
-      for (std::size_t i = i0; i < i1; i += 4 * batch::size) {
-        a0 += batch::load_unaligned(&buf[i]);
-        a1 += batch::load_unaligned(&buf[i + batch::size]);
-        a2 += batch::load_unaligned(&buf[i + 2 * batch::size]);
-        a3 += batch::load_unaligned(&buf[i + 3 * batch::size]);
-      }
-      ((a0 + a1) + (a2 + a3)).store_unaligned(&sink[j * batch::size]);
-    }
-  }, 3);
-  return cached[threads] = 4.0 * double(n) / s;
-}
-
-std::vector<std::int32_t> random_tokens(std::size_t n, std::int64_t vocab) {
-  std::mt19937 rng(1);
-  std::vector<std::int32_t> t(n);
-  for (auto& x : t) x = std::int32_t(std::uniform_int_distribution<std::int64_t>(0, vocab - 1)(rng));
-  return t;
 }
 
 // form 0: recurrent SSM, 1: chunked
