@@ -56,11 +56,7 @@ inline Mamba2LM Mamba2LM::load(const std::string& folder) {
   const auto dm = c.d_model, di = c.d_inner, H = c.nheads, K = c.d_conv, cd = c.conv_dim();
 
   auto finite = [&](const float* data, std::size_t n, const std::string& name) {
-    for (std::size_t i = 0; i < n; ++i)
-      if (!std::isfinite(data[i]))
-        throw std::runtime_error("ssm::Mamba2LM: " + ck.file_path(name) + ": '" + name +
-                                 "' has a non-finite value (" + std::to_string(data[i]) +
-                                 " at element " + std::to_string(i) + ")");
+    detail::require_finite(data, n, ck.file_path(name), name, "ssm::Mamba2LM");
   };
   auto matrix = [&](const std::string& name, std::int64_t rows, std::int64_t cols) {
     detail::RowMatrixXf w = ck.matrix(name, rows, cols);
@@ -90,13 +86,8 @@ inline Mamba2LM Mamba2LM::load(const std::string& folder) {
     }
     if (c.conv_bias) l.conv_bias = vector(mx + "conv1d.bias", cd);
     l.dt_bias = vector(mx + "dt_bias", H);
-    const Eigen::VectorXf A_log = vector(mx + "A_log", H);
-    l.A = -A_log.array().exp().matrix();
-    for (std::int64_t h = 0; h < H; ++h)  // the SSM needs a finite A
-      if (!std::isfinite(l.A[h]))
-        throw std::runtime_error("ssm::Mamba2LM: " + ck.file_path(mx + "A_log") + ": '" + mx +
-                                 "A_log': exp(A_log) overflows float (" + std::to_string(A_log[h]) +
-                                 " at element " + std::to_string(h) + ")");
+    l.A = detail::negative_exp(vector(mx + "A_log", H), ck.file_path(mx + "A_log"), mx + "A_log",
+                               "ssm::Mamba2LM");
     l.D = vector(mx + "D", H);
     if (c.gated_norm) l.gate_norm_weight = vector(mx + "norm.weight", di);
     l.out_proj = matrix(mx + "out_proj.weight", dm, di);
@@ -116,13 +107,7 @@ inline Mamba2LM Mamba2LM::random(const Mamba2Config& config, std::uint64_t seed)
   const auto dm = c.d_model, di = c.d_inner, H = c.nheads, K = c.d_conv, cd = c.conv_dim();
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<float> uni(-1.f, 1.f);
-  // uniform weights of variance 1 / fan_in (LeCun), the scale of trained ones
-  auto init = [&](Eigen::Index rows, Eigen::Index cols) {
-    detail::RowMatrixXf w(rows, cols);
-    const float s = std::sqrt(3.f / float(cols));
-    for (Eigen::Index i = 0; i < w.size(); ++i) w.data()[i] = s * uni(rng);
-    return w;
-  };
+  auto init = [&](Eigen::Index rows, Eigen::Index cols) { return detail::lecun_uniform(rng, rows, cols); };
   m.embedding_ = init(c.vocab_size, dm);
   for (std::int64_t i = 0; i < c.n_layer; ++i) {
     Mamba2Layer l;

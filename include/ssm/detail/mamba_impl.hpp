@@ -13,11 +13,39 @@ namespace ssm {
 namespace detail {
 
 inline void require_finite(const float* data, std::size_t n, const std::string& file,
-                           const std::string& name) {
+                           const std::string& name, const char* where = "ssm::MambaLM") {
   for (std::size_t i = 0; i < n; ++i)
     if (!std::isfinite(data[i]))
-      throw std::runtime_error("ssm::MambaLM: " + file + ": '" + name + "' has a non-finite value (" +
-                               std::to_string(data[i]) + " at element " + std::to_string(i) + ")");
+      throw std::runtime_error(std::string(where) + ": " + file + ": '" + name +
+                               "' has a non-finite value (" + std::to_string(data[i]) +
+                               " at element " + std::to_string(i) + ")");
+}
+
+// A = -exp(A_log) (Mamba's parametrization of a negative A), refusing an
+// A_log whose exp overflows float: the scan needs a finite A.
+template <class Derived>
+typename Derived::PlainObject negative_exp(const Eigen::DenseBase<Derived>& A_log,
+                                          const std::string& file, const std::string& name,
+                                          const char* where) {
+  const typename Derived::PlainObject A_log_values = A_log;
+  typename Derived::PlainObject A = -A_log_values.array().exp().matrix();
+  for (Eigen::Index k = 0; k < A.size(); ++k)
+    if (!std::isfinite(A.data()[k]))
+      throw std::runtime_error(std::string(where) + ": " + file + ": '" + name +
+                               "': exp(A_log) overflows float (" +
+                               std::to_string(A_log_values.data()[k]) + " at element " +
+                               std::to_string(k) + ")");
+  return A;
+}
+
+// A rows x cols matrix of uniform weights of variance 1 / cols (LeCun's
+// fan-in scale, that of trained weights), for random models.
+inline RowMatrixXf lecun_uniform(std::mt19937_64& rng, Eigen::Index rows, Eigen::Index cols) {
+  std::uniform_real_distribution<float> uni(-1.f, 1.f);
+  RowMatrixXf w(rows, cols);
+  const float s = std::sqrt(3.f / float(cols));
+  for (Eigen::Index i = 0; i < w.size(); ++i) w.data()[i] = s * uni(rng);
+  return w;
 }
 
 // Copies the rows [r0, r0 + n) of the x part (first `cols` columns) of a
@@ -73,12 +101,8 @@ inline MambaLM MambaLM::load(const std::string& folder) {
     l.x_proj = matrix(mx + "x_proj.weight", c.x_proj_size(), di);
     l.dt_proj = matrix(mx + "dt_proj.weight", di, R);
     l.dt_bias = vector(mx + "dt_proj.bias", di);
-    const detail::RowMatrixXf A_log = matrix(mx + "A_log", di, N);
-    l.A = -A_log.array().exp().matrix();
-    for (Eigen::Index k = 0; k < l.A.size(); ++k)  // the scan needs a finite A
-      if (!std::isfinite(l.A.data()[k]))
-        throw std::runtime_error("ssm::MambaLM: " + ck.file_path(mx + "A_log") + ": '" + mx + "A_log': exp(A_log) overflows float (" +
-                                 std::to_string(A_log.data()[k]) + " at element " + std::to_string(k) + ")");
+    l.A = detail::negative_exp(matrix(mx + "A_log", di, N), ck.file_path(mx + "A_log"),
+                               mx + "A_log", "ssm::MambaLM");
     l.D = vector(mx + "D", di);
     l.out_proj = matrix(mx + "out_proj.weight", dm, di);
     if (c.bias) l.out_proj_bias = vector(mx + "out_proj.bias", dm);
@@ -98,13 +122,7 @@ inline MambaLM MambaLM::random(const MambaConfig& config, std::uint64_t seed) {
   const auto dm = c.d_model, di = c.d_inner, N = c.d_state, K = c.d_conv, R = c.dt_rank;
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<float> uni(-1.f, 1.f);
-  // uniform weights of variance 1 / fan_in (LeCun), the scale of trained ones
-  auto init = [&](Eigen::Index rows, Eigen::Index cols) {
-    detail::RowMatrixXf w(rows, cols);
-    const float s = std::sqrt(3.f / float(cols));
-    for (Eigen::Index i = 0; i < w.size(); ++i) w.data()[i] = s * uni(rng);
-    return w;
-  };
+  auto init = [&](Eigen::Index rows, Eigen::Index cols) { return detail::lecun_uniform(rng, rows, cols); };
   m.embedding_ = init(c.vocab_size, dm);
   for (std::int64_t i = 0; i < c.n_layer; ++i) {
     MambaLayer l;
