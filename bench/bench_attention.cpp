@@ -39,12 +39,7 @@ using ssm::baseline::RowMatrix;
 
 constexpr Eigen::Index heads = 12, head_dim = 64, d_model = heads * head_dim;
 
-void set_threads(int n) {
-  Eigen::setNbThreads(n);
-#ifdef _OPENMP
-  omp_set_num_threads(n);
-#endif
-}
+using bench::set_threads;
 
 // Best GFLOP/s seen per thread count: GEMM (the ceiling) and tiled attention.
 std::map<int, double> gemm_best, attention_best;

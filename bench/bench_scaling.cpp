@@ -76,6 +76,7 @@
 namespace {
 
 using namespace bench::scaling;
+using bench::set_threads;
 
 // ---- the series
 

@@ -4,7 +4,12 @@
 
 #include <ssm/detail/omp.hpp>
 
+#include <Eigen/Core>
 #include <xsimd/xsimd.hpp>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -12,6 +17,14 @@
 #include <vector>
 
 namespace bench {
+
+// OpenMP's and Eigen's thread counts both (Eigen's GEMM has its own).
+inline void set_threads(int t) {
+#ifdef _OPENMP
+  omp_set_num_threads(t);
+#endif
+  Eigen::setNbThreads(t);
+}
 
 // Seconds of the fastest of `reps` runs of f (at least 20 ms of runs).
 template <class F>

@@ -1,7 +1,7 @@
-// What the whole-model benchmarks (bench_mamba, bench_mamba2) share: thread
-// settings, peak memory, random prompts, and the two ceilings of a language
-// model measured on this machine: Eigen SGEMM throughput (prefill is bound
-// by matrix products) and read bandwidth (decode reads every weight once).
+// What the whole-model benchmarks (bench_mamba, bench_mamba2) share: peak
+// memory, random prompts, and the two ceilings of a language model measured
+// on this machine: Eigen SGEMM throughput (prefill is bound by matrix
+// products) and read bandwidth (decode reads every weight once).
 #pragma once
 
 #include "ceilings.hpp"
@@ -11,24 +11,12 @@
 
 #include <sys/resource.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include <cstddef>
 #include <cstdint>
 #include <random>
 #include <vector>
 
 namespace bench {
-
-// OpenMP's and Eigen's thread counts both (Eigen's GEMM has its own).
-inline void set_threads(int t) {
-#ifdef _OPENMP
-  omp_set_num_threads(t);
-#endif
-  Eigen::setNbThreads(t);
-}
 
 // The process's peak resident memory so far, MiB.
 inline double peak_rss_mb() {

@@ -9,6 +9,8 @@
 #include <ssm/mamba.hpp>
 #include <ssm/selective_scan.hpp>
 
+#include "ceilings.hpp"  // set_threads
+
 #include <Eigen/Core>
 #include <benchmark/benchmark.h>
 
@@ -25,13 +27,6 @@ using Index = std::int64_t;
 
 constexpr Index D = 768, heads = 12, N = 16, chunk = 4096;
 constexpr double MiB = 1 << 20;
-
-inline void set_threads(int n) {
-  Eigen::setNbThreads(n);
-#ifdef _OPENMP
-  omp_set_num_threads(n);
-#endif
-}
 
 // Uniform values in [lo, hi) from splitmix64: gigabytes of inputs in a
 // fraction of the time mt19937 takes.
