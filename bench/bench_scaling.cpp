@@ -49,7 +49,7 @@
 // and the lengths where Mamba becomes cheaper. Cases: scaling_cases.hpp.
 //
 //   bench_scaling --quick                                      # < 1 min, the CI smoke
-//   bench_scaling --benchmark_format=json --benchmark_out=scaling.json  # ~6 min
+//   bench_scaling --benchmark_format=json --benchmark_out=scaling.json  # ~8 min
 //   /usr/bin/python3 bench/plot_scaling.py scaling.json        # the plot and table
 #include "ceilings.hpp"
 #include "scaling_cases.hpp"
