@@ -9,6 +9,7 @@
 // (Measured: at most 3.3e-7.)
 #include <ssm/baseline/attention.hpp>
 
+#include "arch.hpp"
 #include "reference/attention_naive.hpp"
 #include "util.hpp"
 
@@ -47,22 +48,6 @@ double rel_err(const RowMatrix<float>& a, const naive::Mat<double>& b) {
   return test::rel_err(a.cast<double>().eval(), bb);
 }
 
-// f(Arch()) for each instruction set the tiled kernels are checked on: SSE2
-// (4 floats, 16 registers), AVX2 (8, 16) and the build's best (AVX-512 here:
-// 16 floats, 32 registers, the 6-row tiles).
-template <class F>
-void for_each_arch(F&& f) {
-#if XSIMD_WITH_SSE2
-  f(xsimd::sse2());
-#endif
-#if XSIMD_WITH_AVX512F && XSIMD_WITH_AVX2
-  f(xsimd::avx2());
-#endif
-#if XSIMD_WITH_AVX
-  f(xsimd::default_arch());
-#endif
-}
-
 }  // namespace
 
 TEST_CASE("tiled and naive attention match the double reference", "[attention]") {
@@ -72,7 +57,7 @@ TEST_CASE("tiled and naive attention match the double reference", "[attention]")
                          v = random_rows<float>(L, H * Dh);
   const auto ref = naive::causal_attention(widen(q), widen(k), widen(v), std::size_t(H));
 
-  for_each_arch([&](auto arch) {
+  test::for_each_width([&](auto arch) {
     using Arch = decltype(arch);
     INFO("arch " << Arch::name());
     const double err = rel_err(ssm::baseline::causal_attention<Arch>(q, k, v, H), ref);
@@ -135,7 +120,7 @@ TEST_CASE("scores far apart: the running max is rescaled", "[attention]") {
   REQUIRE(s_max > 89);  // exp(s) overflows float
   const double tol = std::max(tol_float, 4 * s_max * 0x1p-24);
   CAPTURE(s_max, tol);
-  for_each_arch([&](auto arch) {
+  test::for_each_width([&](auto arch) {
     using Arch = decltype(arch);
     INFO("arch " << Arch::name());
     const auto out = ssm::baseline::causal_attention<Arch>(q, k, v, H);

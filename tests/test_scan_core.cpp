@@ -5,6 +5,7 @@
 // rows and unaligned pointers.
 #include <ssm/linear_recurrence.hpp>
 
+#include "arch.hpp"
 #include "util.hpp"
 
 #include <complex>
@@ -126,22 +127,6 @@ void check(const Case& k) {
   CHECK(relative_error(h.data() + 1, 0, ref.final_state, 1, C, ref.final_scale) <= tolerance<T>());
 }
 
-// Calls f(Arch{}) for the widest arch compiled in and for AVX2 and SSE2
-// where compiled in and available: the three batch widths of x86 (16, 8
-// and 4 floats), without instantiating all fourteen of xsimd's archs.
-template <class F>
-void for_each_width(F&& f) {
-  auto one = [&](auto arch) {
-    using Arch = decltype(arch);
-    if constexpr (Arch::supported())
-      if (Arch::version() <= xsimd::available_architectures().best) f(arch);
-  };
-  one(xsimd::default_arch{});
-  if constexpr (!std::is_same<xsimd::default_arch, xsimd::fma3<xsimd::avx2>>::value)
-    one(xsimd::fma3<xsimd::avx2>{});
-  if constexpr (!std::is_same<xsimd::default_arch, xsimd::sse2>::value) one(xsimd::sse2{});
-}
-
 }  // namespace
 
 TEMPLATE_TEST_CASE("linear_recurrence matches a double loop on every shape", "[scan_core]", float,
@@ -151,7 +136,7 @@ TEMPLATE_TEST_CASE("linear_recurrence matches a double loop on every shape", "[s
   const std::size_t L = GENERATE(std::size_t(0), std::size_t(1), std::size_t(2), std::size_t(37), std::size_t(1000));
   const bool const_a = GENERATE(false, true);
   const bool store = GENERATE(false, true);
-  for_each_width([&](auto arch) { check<TestType, decltype(arch)>({L, C, const_a, store, 0, 1}); });
+  test::for_each_width([&](auto arch) { check<TestType, decltype(arch)>({L, C, const_a, store, 0, 1}); });
 }
 
 TEMPLATE_TEST_CASE("readout sums the groups without storing the states", "[scan_core]", float,

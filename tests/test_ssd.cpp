@@ -4,6 +4,7 @@
 // long sequences and the errors. (The model: test_mamba2.cpp.)
 #include <ssm/ssd.hpp>
 
+#include "arch.hpp"
 #include "reference/mamba2_naive.hpp"
 #include "util.hpp"
 
@@ -119,20 +120,6 @@ double run_case(const Shape& s, const Case& k) {
 // few ulps of the magnitudes involved, for both forms.
 constexpr double tolerance = 2e-6;
 
-// The three x86 batch widths where compiled and available (16, 8, 4 floats).
-template <class F>
-void for_each_width(F&& f) {
-  auto one = [&](auto arch) {
-    using Arch = decltype(arch);
-    if constexpr (Arch::supported())
-      if (Arch::version() <= xsimd::available_architectures().best) f(arch);
-  };
-  one(xsimd::default_arch{});
-  if constexpr (!std::is_same<xsimd::default_arch, xsimd::fma3<xsimd::avx2>>::value)
-    one(xsimd::fma3<xsimd::avx2>{});
-  if constexpr (!std::is_same<xsimd::default_arch, xsimd::sse2>::value) one(xsimd::sse2{});
-}
-
 }  // namespace
 
 TEST_CASE("ssd_recurrent matches the double-precision loop", "[ssd]") {
@@ -143,7 +130,7 @@ TEST_CASE("ssd_recurrent matches the double-precision loop", "[ssd]") {
   const std::size_t L = GENERATE(1, 2, 63, 64, 65, 150);
   const bool options = GENERATE(false, true);
   const Shape s{1, L, 2, P, N, 1, options, options, options, options};
-  for_each_width([&](auto arch) {
+  test::for_each_width([&](auto arch) {
     INFO("P=" << P << " N=" << N << " L=" << L << " options=" << options << " arch=" << decltype(arch)::name());
     CHECK(run_case<decltype(arch)>(s, {Form::recurrent}) <= tolerance);
   });
