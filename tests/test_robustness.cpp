@@ -1,0 +1,180 @@
+// What the models, the checkpoint loaders and the sampler do with bad or
+// extreme input (the numerical operations: test_robustness_numbers.cpp);
+// docs/robustness.md lists each behaviour with the test that checks it.
+// - Malformed checkpoints (tests/malformed.hpp) through MambaLM::load: a
+//   std::runtime_error naming the file and the tensor or key.
+// - Empty input and long prompts for MambaLM and generate().
+// - NaN and infinite logits in the sampler, and weights whose activations
+//   overflow.
+#include <ssm/generate.hpp>
+#include <ssm/mamba.hpp>
+#include <ssm/sampling.hpp>
+
+#include "malformed.hpp"
+#include "util.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#ifndef SSM_TEST_DATA_DIR
+#error "define SSM_TEST_DATA_DIR as tests/data"
+#endif
+
+namespace {
+
+namespace fs = std::filesystem;
+using Catch::Matchers::Contains;
+using Catch::Matchers::Message;
+using Catch::Matchers::StartsWith;
+
+const float nan_f = std::numeric_limits<float>::quiet_NaN();
+const float inf_f = std::numeric_limits<float>::infinity();
+
+// The message of the std::runtime_error that f throws ("(no error)" if none;
+// any other exception fails the test).
+std::string runtime_error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Checkpoints
+
+TEST_CASE("malformed checkpoints: MambaLM::load names the file and the tensor or key",
+          "[robustness][checkpoint]") {
+  namespace bad = test::malformed;
+  const std::string source = bad::mamba1_subject(SSM_TEST_DATA_DIR).folder;
+  bad::TempDir tmp;
+  // the unmodified copy loads: the errors below come from the corruption
+  bad::make({"valid", [](const fs::path&) {}, "", {}}, source, tmp.path / "valid");
+  REQUIRE_NOTHROW(ssm::MambaLM::load((tmp.path / "valid").string()));
+  int i = 0;
+  for (const bad::Case& c : bad::mamba1_cases(SSM_TEST_DATA_DIR)) {
+    const fs::path folder = tmp.path / std::to_string(i++);
+    bad::make(c, source, folder);
+    INFO(c.name);
+    const std::string message = runtime_error_of([&] { ssm::MambaLM::load(folder.string()); });
+    CHECK_THAT(message, StartsWith("ssm::") &&
+                            Contains(c.file.empty() ? folder.string() : (folder / c.file).string()));
+    for (const std::string& phrase : c.phrases) CHECK_THAT(message, Contains(phrase));
+  }
+  // Mamba2LM: the same loop over bad::checkpoint_cases() of its own Subject
+  // (tests/data/mamba2-tiny) and its model-specific cases.
+}
+
+
+// ---------------------------------------------------------------------------
+// Empty and enormous sizes
+
+TEST_CASE("MambaLM and generate() on empty input", "[robustness][empty]") {
+  const ssm::MambaLM m = ssm::MambaLM::load(std::string(SSM_TEST_DATA_DIR) + "/mamba-tiny");
+  ssm::MambaCache cache = m.new_cache();
+  const ssm::MambaCache fresh = cache;
+  ssm::MambaWorkspace ws;
+  m.forward(nullptr, 0, cache, nullptr, 0, ws);
+  CHECK((cache.tokens == 0 && cache.ssm == fresh.ssm && cache.conv == fresh.conv));
+  REQUIRE_THROWS_MATCHES(m.forward(nullptr, 0, cache, nullptr, 1, ws), std::invalid_argument,
+                         Message("ssm::MambaLM::forward: 1 rows of logits asked of 0 tokens"));
+  m.step(nullptr, nullptr, 0, nullptr, ws);
+  CHECK(ssm::generate(m, {}, 5).empty());
+  CHECK(ssm::generate(m, {{1, 2}, {3}}, 0) == std::vector<std::vector<std::int32_t>>(2));
+  REQUIRE_THROWS_MATCHES(ssm::generate(m, {{1, 2}, {}}, 5), std::invalid_argument,
+                         Message("ssm::generate: prompt 1 is empty"));
+  const std::int32_t negative = -1;
+  REQUIRE_THROWS_MATCHES(m.forward(&negative, 1, cache, nullptr, 0, ws), std::invalid_argument,
+                         Message("ssm::MambaLM: token id -1 is outside the vocabulary [0, 256)"));
+  ssm::MambaCache* caches[] = {&cache};
+  std::vector<float> logits(256);
+  REQUIRE_THROWS_MATCHES(m.step(&negative, caches, 1, logits.data(), ws), std::invalid_argument,
+                         Message("ssm::MambaLM: token id -1 is outside the vocabulary [0, 256)"));
+}
+
+TEST_CASE("a long prompt runs in chunks: the workspace does not grow with its length",
+          "[robustness][huge]") {
+  // MambaLM::forward takes 1024 tokens at a time
+  const ssm::MambaLM m = ssm::MambaLM::load(std::string(SSM_TEST_DATA_DIR) + "/mamba-tiny");
+  std::vector<std::int32_t> tokens(5000);
+  for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = std::int32_t(i % 256);
+  ssm::MambaCache cache = m.new_cache();
+  ssm::MambaWorkspace ws;
+  std::vector<float> logits(256);
+  m.forward(tokens.data(), tokens.size(), cache, logits.data(), 1, ws);
+  CHECK(ws.xz.rows() <= 1024 + m.config().d_conv - 1);
+  CHECK(std::all_of(logits.begin(), logits.end(), [](float v) { return std::isfinite(v); }));
+}
+
+// ---------------------------------------------------------------------------
+// Sampling
+
+TEST_CASE("Sampler: NaN logits are an error, infinite ones only when sampling",
+          "[robustness][sampling]") {
+  ssm::SamplingOptions greedy, sampled;
+  sampled.temperature = 1;
+  sampled.seed = Catch::rngSeed();
+  auto next = [](const ssm::SamplingOptions& o, std::vector<float> logits,
+                 const std::vector<std::int32_t>& seen = {}) {
+    return ssm::Sampler(o).next(logits.data(), logits.size(), seen);
+  };
+  for (const auto& o : {greedy, sampled}) {
+    INFO("temperature " << o.temperature);
+    REQUIRE_THROWS_MATCHES(next(o, {0.5f, 2, nan_f, 0}), std::invalid_argument,
+                           Message("ssm::Sampler: the logit of token 2 is NaN"));
+    REQUIRE_THROWS_MATCHES(next(o, {}), std::invalid_argument,
+                           Message("ssm::Sampler: the vocabulary is empty"));
+    ssm::SamplingOptions penalized = o;
+    penalized.repetition_penalty = 1.5f;
+    REQUIRE_THROWS_MATCHES(next(penalized, {0, 1, 2, 3}, {1, 4}), std::invalid_argument,
+                           Message("ssm::Sampler: token 4 of the sequence is outside the "
+                                   "vocabulary [0, 4)"));
+  }
+  // greedy: the first maximum, infinite or not
+  CHECK(next(greedy, {0.5f, 2, inf_f, inf_f}) == 2);
+  CHECK(next(greedy, {-inf_f, -inf_f}) == 0);
+  // sampling: -inf never drawn; a softmax needs a finite largest logit
+  ssm::Sampler s(sampled);
+  for (int i = 0; i < 200; ++i) {
+    std::vector<float> logits = {-inf_f, 0, -inf_f, 1};
+    const std::int32_t tok = s.next(logits.data(), logits.size(), {});
+    REQUIRE((tok == 1 || tok == 3));
+  }
+  REQUIRE_THROWS_MATCHES(next(sampled, {0.5f, inf_f, 0}), std::invalid_argument,
+                         Message("ssm::Sampler: cannot sample: the largest logit is inf"));
+  REQUIRE_THROWS_MATCHES(next(sampled, {-inf_f, -inf_f}), std::invalid_argument,
+                         Message("ssm::Sampler: cannot sample: the largest logit is -inf"));
+}
+
+TEST_CASE("weights whose activations overflow: generation ends with an error",
+          "[robustness][sampling]") {
+  // finite weights pass the load checks; norm_f.weight = 1e38 makes the
+  // logits overflow to +-inf (NaN where infinities meet)
+  namespace bad = test::malformed;
+  bad::TempDir tmp;
+  const fs::path folder = tmp.path / "overflow";
+  bad::make({"overflow",
+             [](const fs::path& dir) {
+               bad::Safetensors s = bad::Safetensors::read(dir / "model.safetensors");
+               const auto begin = s.header["backbone.norm_f.weight"]["data_offsets"][0].get<std::size_t>();
+               const float big = 1e38f;
+               for (std::size_t i = 0; i < 64; ++i) std::memcpy(&s.data[begin + 4 * i], &big, 4);
+               s.write(dir / "model.safetensors");
+             },
+             "", {}},
+            std::string(SSM_TEST_DATA_DIR) + "/mamba-tiny", folder);
+  const ssm::MambaLM m = ssm::MambaLM::load(folder.string());
+  ssm::SamplingOptions sampled;
+  sampled.temperature = 1;
+  REQUIRE_THROWS_WITH(ssm::generate(m, {{1, 2, 3}}, 4, sampled), StartsWith("ssm::Sampler: "));
+}
