@@ -47,7 +47,9 @@ TEMPLATE_TEST_CASE("S4D kernel: Vandermonde product against powers of dA", "[s4d
   constexpr Index W = Index(xsimd::batch<T>::size);
   const Index H = GENERATE_COPY(1, W - 1, W, W + 1, 37), N = GENERATE(1, 3, 4, 5, 64);
   const Index L = GENERATE(0, 1, 63, 64, 65, 1000, 5000);
-  const int kind = GENERATE(0, 1, 2, 3, 4);
+  // S4D-LegS, S4D-Real (real A) and random modes; each test uses ZOH and
+  // bilinear among them (Inv and Lin differ from random modes only in values)
+  const int kind = GENERATE(0, 3, 4);
   if (H == 0) return;
   const auto method = kind % 2 ? ssm::Method::bilinear : ssm::Method::zoh;
   const auto d = ssm::discretize(random_s4d<T>(H, N, kind, method));
@@ -72,7 +74,9 @@ TEMPLATE_TEST_CASE("S4D: conv mode, recurrent mode, steps and a naive recurrence
   constexpr Index W = Index(xsimd::batch<T>::size);
   const Index H = GENERATE_COPY(1, W + 1, 37), N = GENERATE(1, 5, 64);
   const Index L = GENERATE(0, 1, 127, 128, 129, 3000);
-  const int kind = GENERATE(0, 1, 2, 3, 4);
+  // S4D-LegS, S4D-Real (real A) and random modes; each test uses ZOH and
+  // bilinear among them (Inv and Lin differ from random modes only in values)
+  const int kind = GENERATE(0, 3, 4);
   const auto method = kind % 2 ? ssm::Method::zoh : ssm::Method::bilinear;
   const auto layer = random_s4d<T>(H, N, kind, method);
   const auto d = ssm::discretize(layer);
@@ -101,12 +105,12 @@ TEMPLATE_TEST_CASE("S4D: conv mode, recurrent mode, steps and a naive recurrence
     for (Index t = 0; t < L; ++t) y_ref(t, h) = y[std::size_t(t)];
     for (Index n = 0; n < N; ++n) x_ref(h, n) = x[std::size_t(n)];
   }
-  SECTION("recurrent from a state, returning the final state") {
+  {  // recurrent from a state, returning the final state
     auto x = x0;
     CHECK(test::rel_err(ssm::recurrent(d, u, x), y_ref) <= tolerance<T>(1e-4, 1e-10));
     CHECK(test::rel_err(x, x_ref) <= tolerance<T>(1e-4, 1e-10));
   }
-  SECTION("in chunks: the state carries the sequence across calls") {
+  {  // in chunks: the state carries the sequence across calls
     auto x = x0;
     Mat<T> y(L, H);
     const Index cut = L / 3;
@@ -114,14 +118,14 @@ TEMPLATE_TEST_CASE("S4D: conv mode, recurrent mode, steps and a naive recurrence
     y.bottomRows(L - cut) = ssm::recurrent(d, u.bottomRows(L - cut), x);
     CHECK(test::rel_err(y, y_ref) <= tolerance<T>(1e-4, 1e-10));
   }
-  SECTION("step by step") {
+  {  // step by step
     auto x = x0;
     Mat<T> y(L, H);
     for (Index t = 0; t < std::min<Index>(L, 200); ++t) y.row(t) = ssm::step(d, x, u.row(t).transpose()).transpose();
     const Index n = std::min<Index>(L, 200);
     CHECK(test::rel_err(y.topRows(n), y_ref.topRows(n)) <= tolerance<T>(1e-5, 1e-12));
   }
-  SECTION("each channel as a library DiscreteDiagonal") {
+  {  // each channel as a library DiscreteDiagonal
     if (L > 0 && L < 1000) {
       // evaluated in complex<double>: Eigen's complex<float> AVX-512 broadcast
       // reads a complex<float> as a double, which UBSan flags as misaligned

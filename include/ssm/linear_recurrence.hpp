@@ -198,7 +198,8 @@ class RecurrencePlan {
 // Threads over channel ranges: each runs every step for its own outputs
 // (a multiple of the SIMD width), so no thread waits for another.
 template <class Arch, class T>
-void run_channel_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, T* h, int threads) {
+void run_channel_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, T* h,
+                          [[maybe_unused]] int threads) {
   constexpr std::size_t W = RecurrencePlan<Arch, T>::W;
   const std::size_t width = plan.width(), units = (width + W - 1) / W;
 #pragma omp parallel num_threads(threads)

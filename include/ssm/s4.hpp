@@ -293,7 +293,7 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> kernel(const S4<Scalar>& s
   const Eigen::Index H = s.channels();
   Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> K(L, H);
   if (L == 0) return K;
-  const int threads = detail::resolve_threads(0);
+  [[maybe_unused]] const int threads = detail::resolve_threads(0);
 #pragma omp parallel for num_threads(threads) schedule(dynamic)
   for (Eigen::Index h = 0; h < H; ++h)
     K.col(h) = detail::s4_channel_kernel(detail::channel<double>(s, h), L).template cast<Scalar>();
@@ -330,7 +330,7 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> recurrent(
   const Eigen::Ref<const Mat> uc(u.template cast<Scalar>());
   const Eigen::Index L = uc.rows(), H = s.channels(), M = s.modes();
   Mat y(L, H);
-  const int threads = detail::resolve_threads(0);
+  [[maybe_unused]] const int threads = detail::resolve_threads(0);
 #pragma omp parallel for num_threads(threads) schedule(dynamic)
   for (Eigen::Index h = 0; h < H; ++h) {
     const auto c = detail::channel<double>(s, h);

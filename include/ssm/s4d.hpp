@@ -205,7 +205,7 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> kernel(const S4DDiscrete<S
   for (std::size_t h = 0; h < H; ++h)
     for (std::size_t n = 0; n < N; ++n)
       p.put(p.ar, p.ai, p.index(h, n), d.dA(Eigen::Index(h), Eigen::Index(n)));
-  const int threads = detail::resolve_threads(0);
+  [[maybe_unused]] const int threads = detail::resolve_threads(0);
 #pragma omp parallel for num_threads(threads) schedule(dynamic)
   for (std::ptrdiff_t b = 0; b < std::ptrdiff_t(p.blocks); ++b) {
     // w z^l0 and z^64 in double, per (state, lane): the start of each chunk
@@ -262,7 +262,7 @@ Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic> convolve_channels(
   if (L == 0) return y;
   const RealFftPlan<Real> plan(L);
   const std::size_t m = plan.m, blocks = (H + W - 1) / W;
-  const int threads = resolve_threads(0);
+  [[maybe_unused]] const int threads = resolve_threads(0);
 #pragma omp parallel num_threads(threads)
   {
     Buffer zr(m * W), zi(m * W), qr(m * W), qi(m * W);
@@ -349,7 +349,7 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> recurrent(
       p.put(p.br, p.bi, at, d.dB(hi, ni));
       p.put(p.cr, p.ci, at, T(2) * d.C(hi, ni));
     }
-  const int threads = detail::resolve_threads(0);
+  [[maybe_unused]] const int threads = detail::resolve_threads(0);
 #pragma omp parallel for num_threads(threads) schedule(dynamic)
   for (std::ptrdiff_t b = 0; b < std::ptrdiff_t(p.blocks); ++b) {
     const std::size_t h0 = std::size_t(b) * W, lanes = std::min(W, H - h0);
