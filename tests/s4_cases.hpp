@@ -7,6 +7,8 @@
 
 #include "util.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <complex>
 #include <type_traits>
 #include <vector>
@@ -64,5 +66,28 @@ ssm::S4D<T> random_s4d(Index H, Index N, int kind, ssm::Method method) {
   return layer;
 }
 
+
+
+// max |a - b| / scale: the error against a bound on the magnitude of the
+// terms summed rather than on the result, which 2N terms of either sign can
+// cancel to near zero (one output, L = 1, H = 1), where rel_err would blow
+// up the same rounding. 0 for empty operands.
+template <class A, class B>
+double err_over(const A& a, const B& b, double scale) {
+  REQUIRE(a.rows() == b.rows());
+  REQUIRE(a.cols() == b.cols());
+  double diff = 0;
+  for (Index j = 0; j < b.cols(); ++j)
+    for (Index i = 0; i < b.rows(); ++i) diff = std::max(diff, std::abs(widen(a(i, j)) - widen(b(i, j))));
+  return diff / scale;
+}
+
+// Elementwise |v| of a row of complex values, as the naive oracles take them.
+template <class Row>
+std::vector<cd> abs_vector(const Row& row) {
+  std::vector<cd> v(std::size_t(row.size()));
+  for (Index i = 0; i < row.size(); ++i) v[std::size_t(i)] = std::abs(cd(row(i)));
+  return v;
+}
 
 }  // namespace test
