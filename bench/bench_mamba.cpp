@@ -18,17 +18,10 @@
 
 #include <benchmark/benchmark.h>
 
-#include <chrono>
-#include <random>
-#include <vector>
 
 namespace {
 
-using bench::gemm_flops;
-using bench::peak_rss_mb;
-using bench::random_tokens;
 using bench::read_bandwidth;
-using bench::set_threads;
 
 ssm::MambaConfig config_130m() {
   ssm::MambaConfig c;
@@ -55,58 +48,19 @@ double weight_bytes(const ssm::MambaConfig& c) {
 }
 
 void BM_Prefill(benchmark::State& st) {
-  const auto L = std::size_t(st.range(0));
-  const int threads = int(st.range(1));
   const ssm::MambaLM& m = model();
-  const auto& c = m.config();
-  const auto tokens = random_tokens(L, c.vocab_size);
-  std::vector<float> logits(std::size_t(c.vocab_size));
-  ssm::MambaWorkspace ws;
-  const double gemm = gemm_flops(threads);
-  set_threads(threads);
-  double seconds = 0;
-  for (auto _ : st) {
-    ssm::MambaCache cache = m.new_cache();
-    const auto t0 = std::chrono::steady_clock::now();
-    m.forward(tokens.data(), L, cache, logits.data(), 1, ws);
-    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    benchmark::DoNotOptimize(logits.data());
-  }
-  const double flops_per_token = 2.0 * (matrix_params_per_token(c) + double(c.vocab_size * c.d_model) / double(L));
-  st.counters["tok_s"] = benchmark::Counter(double(L), benchmark::Counter::kIsIterationInvariantRate);
-  st.counters["ceiling_tok_s"] = gemm / flops_per_token;
-  st.counters["share"] = double(L) * double(st.iterations()) / seconds / (gemm / flops_per_token);
-  st.counters["gemm_gflops"] = gemm / 1e9;
-  st.counters["peak_rss_mb"] = peak_rss_mb();
+  bench::run_prefill<ssm::MambaWorkspace>(st, m, std::size_t(st.range(0)), int(st.range(1)),
+                                          matrix_params_per_token(m.config()));
 }
 
 void BM_Decode(benchmark::State& st) {
   const int threads = int(st.range(0));
   const ssm::MambaLM& m = model();
-  const auto& c = m.config();
-  const double bandwidth = read_bandwidth(threads);
-  set_threads(threads);
-  ssm::MambaWorkspace ws;
-  ssm::MambaCache cache = m.new_cache();
-  std::vector<float> logits(std::size_t(c.vocab_size));
-  const auto prompt = random_tokens(16, c.vocab_size);
-  m.forward(prompt.data(), prompt.size(), cache, logits.data(), 1, ws);
-  ssm::MambaCache* caches[] = {&cache};
-  std::int32_t token = prompt.back();
-  double seconds = 0;
-  for (auto _ : st) {
-    const auto t0 = std::chrono::steady_clock::now();
-    m.step(&token, caches, 1, logits.data(), ws);
-    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    token = std::int32_t((token * 31 + 7) % c.vocab_size);
-    benchmark::DoNotOptimize(logits.data());
-  }
-  st.counters["tok_s"] = benchmark::Counter(1, benchmark::Counter::kIsIterationInvariantRate);
-  st.counters["ceiling_tok_s"] = bandwidth / weight_bytes(c);
-  st.counters["share"] = double(st.iterations()) / seconds / (bandwidth / weight_bytes(c));
-  st.counters["read_gb_s"] = bandwidth / 1e9;
-  st.counters["state_kb"] = double(cache.conv.size() + cache.ssm.size()) * 4 / 1024;
-  st.counters["peak_rss_mb"] = peak_rss_mb();
+  const double bandwidth = read_bandwidth(threads), roof = bandwidth / weight_bytes(m.config());
+  const bench::DecodeRun r = bench::run_decode<ssm::MambaWorkspace>(st, m, threads, bandwidth);
+  st.counters["ceiling_tok_s"] = roof;
+  st.counters["share"] = 1 / r.seconds_per_token / roof;
+  st.counters["state_kb"] = r.state_bytes / 1024;
 }
 
 }  // namespace

@@ -21,15 +21,11 @@
 
 #include <benchmark/benchmark.h>
 
-#include <chrono>
 #include <random>
 #include <vector>
 
 namespace {
 
-using bench::gemm_flops;
-using bench::peak_rss_mb;
-using bench::random_tokens;
 using bench::read_bandwidth;
 using bench::set_threads;
 
@@ -137,30 +133,10 @@ double state_bytes(const ssm::Mamba2Config& c) {
 
 // form 0: recurrent SSM, 1: chunked
 void BM_Prefill(benchmark::State& st) {
-  const auto L = std::size_t(st.range(0));
-  const int threads = int(st.range(1));
   ssm::Mamba2LM& m = model();
   m.prefill = st.range(2) ? ssm::Mamba2Prefill::chunked : ssm::Mamba2Prefill::recurrent;
-  const auto& c = m.config();
-  const auto tokens = random_tokens(L, c.vocab_size);
-  std::vector<float> logits(std::size_t(c.vocab_size));
-  ssm::Mamba2Workspace ws;
-  const double gemm = gemm_flops(threads);
-  set_threads(threads);
-  double seconds = 0;
-  for (auto _ : st) {
-    ssm::Mamba2Cache cache = m.new_cache();
-    const auto t0 = std::chrono::steady_clock::now();
-    m.forward(tokens.data(), L, cache, logits.data(), 1, ws);
-    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    benchmark::DoNotOptimize(logits.data());
-  }
-  const double flops_per_token = 2.0 * (matrix_params_per_token(c) + double(c.vocab_size * c.d_model) / double(L));
-  st.counters["tok_s"] = benchmark::Counter(double(L), benchmark::Counter::kIsIterationInvariantRate);
-  st.counters["ceiling_tok_s"] = gemm / flops_per_token;
-  st.counters["share"] = double(L) * double(st.iterations()) / seconds / (gemm / flops_per_token);
-  st.counters["gemm_gflops"] = gemm / 1e9;
-  st.counters["peak_rss_mb"] = peak_rss_mb();
+  bench::run_prefill<ssm::Mamba2Workspace>(st, m, std::size_t(st.range(0)), int(st.range(1)),
+                                           matrix_params_per_token(m.config()));
 }
 
 void BM_Decode(benchmark::State& st) {
@@ -169,31 +145,13 @@ void BM_Decode(benchmark::State& st) {
   m.prefill = ssm::Mamba2Prefill::automatic;
   const auto& c = m.config();
   const double bandwidth = read_bandwidth(threads);
-  set_threads(threads);
-  ssm::Mamba2Workspace ws;
-  ssm::Mamba2Cache cache = m.new_cache();
-  std::vector<float> logits(std::size_t(c.vocab_size));
-  const auto prompt = random_tokens(16, c.vocab_size);
-  m.forward(prompt.data(), prompt.size(), cache, logits.data(), 1, ws);
-  ssm::Mamba2Cache* caches[] = {&cache};
-  std::int32_t token = prompt.back();
-  double seconds = 0;
-  for (auto _ : st) {
-    const auto t0 = std::chrono::steady_clock::now();
-    m.step(&token, caches, 1, logits.data(), ws);
-    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    token = std::int32_t((token * 31 + 7) % c.vocab_size);
-    benchmark::DoNotOptimize(logits.data());
-  }
   const double roof = bandwidth / weight_bytes(c), roof_state = bandwidth / (weight_bytes(c) + state_bytes(c));
-  st.counters["tok_s"] = benchmark::Counter(1, benchmark::Counter::kIsIterationInvariantRate);
+  const bench::DecodeRun r = bench::run_decode<ssm::Mamba2Workspace>(st, m, threads, bandwidth);
   st.counters["ceiling_tok_s"] = roof;
-  st.counters["share"] = double(st.iterations()) / seconds / roof;
+  st.counters["share"] = 1 / r.seconds_per_token / roof;
   // the roof counting the caches' traffic too (7% of the bytes at N = 128)
-  st.counters["share_with_state"] = double(st.iterations()) / seconds / roof_state;
-  st.counters["read_gb_s"] = bandwidth / 1e9;
-  st.counters["state_mb"] = double(cache.conv.size() + cache.ssm.size()) * 4 / 1e6;
-  st.counters["peak_rss_mb"] = peak_rss_mb();
+  st.counters["share_with_state"] = 1 / r.seconds_per_token / roof_state;
+  st.counters["state_mb"] = r.state_bytes / 1e6;
 }
 
 }  // namespace

@@ -7,10 +7,12 @@
 #include "ceilings.hpp"
 
 #include <Eigen/Core>
+#include <benchmark/benchmark.h>
 #include <xsimd/xsimd.hpp>
 
 #include <sys/resource.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <random>
@@ -69,6 +71,70 @@ inline std::vector<std::int32_t> random_tokens(std::size_t n, std::int64_t vocab
   std::vector<std::int32_t> t(n);
   for (auto& x : t) x = std::int32_t(std::uniform_int_distribution<std::int64_t>(0, vocab - 1)(rng));
   return t;
+}
+
+// The prefill benchmark of either model (Workspace: MambaWorkspace or
+// Mamba2Workspace): L random tokens from an empty cache, last logits only.
+// Counters: tok_s; ceiling_tok_s = sgemm FLOP/s over the matrix FLOP per
+// token (2 matrix_params per token, the head once per prompt); share;
+// gemm_gflops; peak_rss_mb.
+template <class Workspace, class Model>
+void run_prefill(benchmark::State& st, const Model& m, std::size_t L, int threads,
+                 double matrix_params) {
+  const auto& c = m.config();
+  const auto tokens = random_tokens(L, c.vocab_size);
+  std::vector<float> logits(std::size_t(c.vocab_size));
+  Workspace ws;
+  const double gemm = gemm_flops(threads);
+  set_threads(threads);
+  double seconds = 0;
+  for (auto _ : st) {
+    auto cache = m.new_cache();
+    const auto t0 = std::chrono::steady_clock::now();
+    m.forward(tokens.data(), L, cache, logits.data(), 1, ws);
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    benchmark::DoNotOptimize(logits.data());
+  }
+  const double flops_per_token = 2.0 * (matrix_params + double(c.vocab_size * c.d_model) / double(L));
+  st.counters["tok_s"] = benchmark::Counter(double(L), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["ceiling_tok_s"] = gemm / flops_per_token;
+  st.counters["share"] = double(L) * double(st.iterations()) / seconds / (gemm / flops_per_token);
+  st.counters["gemm_gflops"] = gemm / 1e9;
+  st.counters["peak_rss_mb"] = peak_rss_mb();
+}
+
+// Seconds and state of the decode benchmark of either model.
+struct DecodeRun {
+  double seconds_per_token = 0;
+  double state_bytes = 0;  // the cache's conv and SSM state
+};
+
+// The decode benchmark of either model: one token at a time after a
+// 16-token prompt. Counters: tok_s, read_gb_s (`bandwidth`, measured by
+// the caller with read_bandwidth), peak_rss_mb; the caller adds its roofs.
+template <class Workspace, class Model>
+DecodeRun run_decode(benchmark::State& st, const Model& m, int threads, double bandwidth) {
+  const auto& c = m.config();
+  set_threads(threads);
+  Workspace ws;
+  auto cache = m.new_cache();
+  std::vector<float> logits(std::size_t(c.vocab_size));
+  const auto prompt = random_tokens(16, c.vocab_size);
+  m.forward(prompt.data(), prompt.size(), cache, logits.data(), 1, ws);
+  decltype(cache)* caches[] = {&cache};
+  std::int32_t token = prompt.back();
+  double seconds = 0;
+  for (auto _ : st) {
+    const auto t0 = std::chrono::steady_clock::now();
+    m.step(&token, caches, 1, logits.data(), ws);
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    token = std::int32_t((token * 31 + 7) % c.vocab_size);
+    benchmark::DoNotOptimize(logits.data());
+  }
+  st.counters["tok_s"] = benchmark::Counter(1, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["read_gb_s"] = bandwidth / 1e9;
+  st.counters["peak_rss_mb"] = peak_rss_mb();
+  return {seconds / double(st.iterations()), double(cache.conv.size() + cache.ssm.size()) * 4};
 }
 
 }  // namespace bench
