@@ -34,18 +34,20 @@ const double nan_d = std::numeric_limits<double>::quiet_NaN();
 const double inf_d = std::numeric_limits<double>::infinity();
 
 // Entries of `bad` are NaN (nan_only) or not finite where `affected` says,
-// and bitwise those of `clean` elsewhere.
+// and bitwise those of `clean` elsewhere (within `tolerance`, if given).
 template <class M>
 void check_propagation(const M& bad, const M& clean,
                        const std::function<bool(Eigen::Index, Eigen::Index)>& affected,
-                       bool nan_only) {
+                       bool nan_only, double tolerance = 0) {
   REQUIRE(bad.rows() == clean.rows());
   REQUIRE(bad.cols() == clean.cols());
   for (Eigen::Index i = 0; i < bad.rows(); ++i)
     for (Eigen::Index j = 0; j < bad.cols(); ++j) {
       INFO("entry (" << i << ", " << j << ") = " << bad(i, j));
-      if (!affected(i, j))
+      if (!affected(i, j) && tolerance == 0)
         REQUIRE(bad(i, j) == clean(i, j));
+      else if (!affected(i, j))
+        REQUIRE(std::abs(double(bad(i, j)) - double(clean(i, j))) <= tolerance);
       else if (nan_only)
         REQUIRE(std::isnan(bad(i, j)));
       else
@@ -124,9 +126,13 @@ TEMPLATE_TEST_CASE("linear_recurrence: a NaN or Inf spoils its channel from its 
   using T = TestType;
   using Rows = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   // 19 channels: SIMD blocks and a scalar tail; 1 channel of 100000 steps:
-  // the contiguous kernel and, with 2 threads, time chunks
+  // the contiguous kernel and, with 2 threads, time chunks; 5 channels of
+  // 30011 steps: time chunks, whose reruns go on as long as a channel is
+  // not finite, so the other channels' entries may differ in the last bits
+  // (a rerun's value instead of pass 1's; both within rounding: see
+  // run_time_parallel in linear_recurrence.hpp)
   const auto [C, L, t, c] = GENERATE(table<Eigen::Index, Eigen::Index, Eigen::Index, Eigen::Index>(
-      {{19, 40, 15, 7}, {19, 40, 15, 18}, {1, 100000, 70001, 0}}));
+      {{19, 40, 15, 7}, {19, 40, 15, 18}, {1, 100000, 70001, 0}, {5, 30011, 13001, 3}}));
   const bool in_a = GENERATE(false, true);
   const T value = GENERATE(std::numeric_limits<T>::quiet_NaN(), std::numeric_limits<T>::infinity());
   INFO(C << " channels, " << (in_a ? "a" : "b") << "[" << t << ", " << c << "] = " << value);
@@ -137,8 +143,10 @@ TEMPLATE_TEST_CASE("linear_recurrence: a NaN or Inf spoils its channel from its 
   Eigen::Matrix<T, Eigen::Dynamic, 1> h0 = Eigen::Matrix<T, Eigen::Dynamic, 1>::Zero(C), h1 = h0;
   const Rows clean = ssm::linear_recurrence(a, b, h0, 2), out = ssm::linear_recurrence(a_bad, b_bad, h1, 2);
   // Inf in a meets h = 0 only if h_{t-1} = 0: the uniform draws make that impossible
+  // |h| <= 10 (|a| <= 0.9, |b| <= 1): a few ulps of that
+  const double tolerance = C == 5 ? 40 * double(std::numeric_limits<T>::epsilon()) : 0;
   check_propagation(out, clean, [&](Eigen::Index i, Eigen::Index j) { return i >= t && j == c; },
-                    std::isnan(value));
+                    std::isnan(value), tolerance);
 }
 
 TEST_CASE("selective_scan: how a NaN or Inf in each operand propagates", "[robustness][nan]") {

@@ -86,11 +86,30 @@ double tolerance() {
   return std::is_same<test::real_t<T>, float>::value ? 2e-5 : 1e-13;
 }
 
+// How a_t is drawn: decaying (|a| <= 0.995), on the unit circle (a sum
+// or a rotation, nothing decays), or decaying and growing by turns (0.5,
+// then 1.003 for 1000 steps each: a negligible carry grows again).
+enum class Coefficients { decaying, unit, decay_then_grow };
+
+template <class T>
+T coefficient(Coefficients kind, std::size_t t) {
+  using R = test::real_t<T>;
+  switch (kind) {
+    case Coefficients::unit: {
+      const T z = test::uniform<T>();
+      return z == T(0) ? T(1) : z / R(std::abs(z));
+    }
+    case Coefficients::decay_then_grow: return T(R(t / 1000 % 2 == 0 ? 0.5 : 1.003));
+    default: return coefficient<T>();
+  }
+}
+
 struct Case {
   std::size_t L, C;
   bool const_a, store;
   std::size_t groups;  // 0: no readout
   int threads;
+  Coefficients coefficients = Coefficients::decaying;
 };
 
 template <class T, class Arch = xsimd::default_arch>
@@ -99,7 +118,7 @@ void check(const Case& k) {
   const std::ptrdiff_t stride = std::ptrdiff_t(C + pad);
   // +1: every array starts one element past an aligned allocation
   std::vector<T> a(L * (C + pad) + 1), b(a.size()), c(a.size()), out(a.size()), h(C + 1);
-  for (auto& v : a) v = coefficient<T>();
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = coefficient<T>(k.coefficients, i / (C + pad));
   for (auto& v : b) v = test::uniform<T>();
   for (auto& v : c) v = test::uniform<T>();
   for (auto& v : h) v = test::uniform<T>();
@@ -108,7 +127,7 @@ void check(const Case& k) {
   const Reference ref =
       reference(L, C, a.data() + 1, as, b.data() + 1, stride, h.data() + 1, c_data, stride, k.groups);
   INFO("L=" << L << " C=" << C << " const_a=" << k.const_a << " store=" << k.store
-            << " groups=" << k.groups << " threads=" << k.threads << " arch=" << Arch::name());
+            << " groups=" << k.groups << " threads=" << k.threads << " coefficients=" << int(k.coefficients) << " arch=" << Arch::name());
 
   if (k.groups) {
     const std::size_t width = C / k.groups;
@@ -147,6 +166,25 @@ TEMPLATE_TEST_CASE("readout sums the groups without storing the states", "[scan_
   check<TestType>({L, groups * width, GENERATE(false, true), false, groups, 1});
 }
 
+TEMPLATE_TEST_CASE("wide rows, swept a step at a time, on every mode", "[scan_core]", float,
+                   std::complex<double>) {
+  // Rows of 2 KiB and more take recurrence_rows: C = 47 n just past that
+  // (float 517, complex<double> 141). n groups of 47: tails in every group;
+  // 47 groups of n over 9000 steps take the time-chunked path (too narrow
+  // for channel blocks), whose reduce pass sweeps rows too.
+  const std::size_t n = (2048 / sizeof(TestType) + 46) / 47, C = 47 * n;
+  const bool const_a = GENERATE(false, true);
+  for (std::size_t L : {std::size_t(0), std::size_t(1), std::size_t(37)}) {
+    check<TestType>({L, C, const_a, true, 0, 1});
+    check<TestType>({L, C, const_a, false, 0, 1});
+    check<TestType>({L, C, const_a, false, n, 1});
+  }
+  for (int threads : {1, 2, 3}) {
+    check<TestType>({9000, C, const_a, false, 47, threads});
+    check<TestType>({300, C, const_a, true, 0, threads});
+  }
+}
+
 TEMPLATE_TEST_CASE("threads over channels and over time give the sequential answer",
                    "[scan_core][threads]", float, double) {
   // Channel blocks when channels are many; with few, time chunks (chunk 0
@@ -164,10 +202,39 @@ TEMPLATE_TEST_CASE("threads over channels and over time give the sequential answ
       if (C == 5) check<TestType>({L, C, const_a, false, 5, threads});
     }
   }
+  SECTION("time chunks when the coefficients do not decay, or grow again") {
+    // The rerun of a chunk stops where the carry from the chunks before it
+    // is negligible; here it must run on, or its stop must still hold.
+    for (auto kind : {Coefficients::unit, Coefficients::decay_then_grow})
+      for (std::size_t C : {std::size_t(1), std::size_t(5)}) {
+        check<TestType>({20011, C, const_a, true, 0, threads, kind});
+        check<TestType>({20011, C, const_a, false, C, threads, kind});
+      }
+  }
   SECTION("many channels: channel blocks") {
     check<TestType>({300, 700, const_a, true, 0, threads});
     check<TestType>({300, 700, const_a, false, 0, threads});
     check<TestType>({300, 700, const_a, false, 7, threads});
+  }
+}
+
+TEST_CASE("states written over b, across threads", "[scan_core][threads]") {
+  // out = b (ssm::scan does this): a time chunk's first pass must not write
+  // its outputs before its second pass has read b again.
+  const int threads = GENERATE(1, 2, 3);
+  for (std::size_t C : {std::size_t(1), std::size_t(5), std::size_t(700)}) {
+    const std::size_t L = 30011;
+    std::vector<double> a(L * C), b(L * C), h(C, 0.25);
+    for (auto& v : a) v = coefficient<double>();
+    for (auto& v : b) v = test::uniform<double>();
+    const Reference ref =
+        reference<double>(L, C, a.data(), std::ptrdiff_t(C), b.data(), std::ptrdiff_t(C), h.data(), nullptr, 0, 0);
+    const auto stride = std::ptrdiff_t(C);
+    ssm::linear_recurrence<double>(L, C, {a.data(), stride}, {b.data(), stride}, h.data(),
+                                   {b.data(), stride}, threads);
+    INFO("threads=" << threads << " C=" << C);
+    CHECK(relative_error(b.data(), stride, ref.states, L, C, ref.state_scale) <= tolerance<double>());
+    CHECK(relative_error(h.data(), 0, ref.final_state, 1, C, ref.final_scale) <= tolerance<double>());
   }
 }
 
@@ -176,8 +243,10 @@ TEST_CASE("one channel of a million steps, contiguous", "[scan_core][long]") {
   // and time-chunked across threads.
   const std::size_t L = 1000003;
   const int threads = GENERATE(1, 2);
+  const auto kind = GENERATE(Coefficients::decaying, Coefficients::unit, Coefficients::decay_then_grow);
+  INFO("threads=" << threads << " coefficients=" << int(kind));
   std::vector<float> a(L), b(L), out(L);
-  for (auto& v : a) v = coefficient<float>();
+  for (std::size_t t = 0; t < L; ++t) a[t] = coefficient<float>(kind, t);
   for (auto& v : b) v = test::uniform<float>();
   float h = 0.5f;
   std::vector<cdouble> ref(L);

@@ -15,10 +15,14 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace ssm {
@@ -31,6 +35,16 @@ struct Steps {
 };
 
 namespace detail {
+
+// Whether adding `carry` to the state s would change it by at most half an
+// ulp of |s| (false for NaN or infinite s: those propagate).
+template <class T>
+bool carry_negligible(const T& carry, const T& s) {
+  using R = decltype(std::abs(s));
+  const R scale = std::abs(s);
+  return scale <= std::numeric_limits<R>::max() &&
+         std::abs(carry) <= std::numeric_limits<R>::epsilon() / 2 * scale;
+}
 
 // Calls f(std::integral_constant<bool, v>{}): a runtime flag made a template
 // argument, so each kernel is compiled for both cases.
@@ -60,14 +74,30 @@ class RecurrencePlan {
   std::size_t width() const { return width_; }
   bool writes() const { return writes_; }
 
+  // Whether the outputs of L steps overlap a, b or c (out may alias b).
+  bool overwrites_inputs(std::size_t L) const {
+    const auto span = [&](const T* p, std::ptrdiff_t stride, std::size_t cols) {
+      const auto lo = reinterpret_cast<std::uintptr_t>(p);
+      return std::pair{lo, lo + (std::size_t(stride) * (L - 1) + cols) * sizeof(T)};
+    };
+    const auto out = readout_ ? span(r_.y, r_.y_stride, width_) : span(r_.out, r_.out_stride, C_);
+    const auto meets = [&](const T* p, std::ptrdiff_t stride) {
+      if (!p) return false;
+      const auto in = span(p, stride, C_);
+      return in.first < out.second && out.first < in.second;
+    };
+    return L > 0 && (meets(r_.a, r_.a_stride) || meets(r_.b, r_.b_stride) || meets(r_.c, r_.c_stride));
+  }
+
   // Steps [t0, t1) of outputs [w0, w1) of every group (w0, w1 multiples of
-  // W, or w1 = width), from the states `state` (C values, updated), in time
-  // tiles: each tile's rows stream through the cache once while every
-  // batch's states stay in registers. Group g's chains run after group
+  // W, or w1 = width), from the states `state` (C values, updated). Rows of
+  // kSweepBytes or more are swept a step at a time (if sweep); narrower ones
+  // run in time tiles: each tile's rows stream through the cache once while
+  // every batch's states stay in registers. Group g's chains run after group
   // g - 1's (the readout adds to its outputs). Write: emit the states or
   // the readout; prod (if set): the products of a over the steps (C values).
   void run_range(std::size_t w0, std::size_t w1, std::size_t t0, std::size_t t1, T* state,
-                 T* prod, bool write) const {
+                 T* prod, bool write, bool sweep = true) const {
     if constexpr (!is_complex_scalar<T>::value) {
       if (contiguous()) {  // one channel, stride 1: the lanes hold consecutive steps
         T unused;
@@ -86,6 +116,10 @@ class RecurrencePlan {
     if (prod)
       for (std::size_t g = 0; g < groups_; ++g)
         std::fill(prod + g * width_ + w0, prod + g * width_ + w1, T(1));
+    if (sweep && (w1 - w0) * groups_ * sizeof(T) >= kSweepBytes) {
+      run_rows(r_.from(t0), w0, w1, state, prod, t1 - t0, write);
+      return;
+    }
     const std::size_t row_bytes = (w1 - w0) * groups_ * sizeof(T) * 3;
     const std::size_t tile = std::max<std::size_t>(64, (std::size_t(128) << 10) / std::max<std::size_t>(row_bytes, 1));
     T tile_prod[4 * W];  // products of one tile's chains, multiplied into prod
@@ -102,9 +136,12 @@ class RecurrencePlan {
         auto flush = [&] {
           if (prod) {
             for (std::size_t q = 0; q < k; ++q) ch[q].prod = tile_prod + q * W;
-            run_chains<true>(r, ch, k, len, e);  // e is Emit::none: see run_chains
+            run_chains<true>(r, ch, k, len, e);
             for (std::size_t q = 0; q < k; ++q)
-              for (std::size_t i = 0; i < W; ++i) prod[(ch[q].h - state) + std::ptrdiff_t(i)] *= tile_prod[q * W + i];
+              for (std::size_t i = 0; i < W; ++i) {
+                T& p = prod[(ch[q].h - state) + std::ptrdiff_t(i)];
+                p = flushed_product(p, tile_prod[q * W + i]);
+              }
           } else {
             run_chains<false>(r, ch, k, len, e);
           }
@@ -117,11 +154,36 @@ class RecurrencePlan {
         if (k) flush();
         for (; c < c1; ++c) {
           T p(1);
-          if (prod) run_scalar<true>(r, state[c], &p, len, c, e), prod[c] *= p;
+          if (prod) run_scalar<true>(r, state[c], &p, len, c, e), prod[c] = flushed_product(prod[c], p);
           else run_scalar<false>(r, state[c], nullptr, len, c, e);
         }
       }
     }
+  }
+
+  // Steps [t0, t1) again from the state x0 (C values), writing outputs, a
+  // tile at a time, until the end of a tile where the carry p x0 (p: the
+  // products of a since t0) is negligible in every state; returns the
+  // steps run. scratch: 3 C values.
+  std::size_t rerun(std::size_t t0, std::size_t t1, const T* x0, T* scratch) const {
+    T* s = scratch;
+    T* p = s + C_;
+    T* tile_p = p + C_;
+    std::copy(x0, x0 + C_, s);
+    std::fill(p, p + C_, T(1));
+    const std::size_t tile = std::max<std::size_t>(64, 4096 / C_);
+    for (std::size_t t = t0; t < t1;) {
+      const std::size_t e = std::min(t1, t + tile);
+      run_range(0, width_, t, e, s, tile_p, true);
+      bool negligible = true;
+      for (std::size_t c = 0; c < C_; ++c) {
+        p[c] = flushed_product(p[c], tile_p[c]);
+        negligible = negligible && carry_negligible(p[c] * x0[c], s[c]);
+      }
+      t = e;
+      if (negligible) return t - t0;
+    }
+    return t1 - t0;
   }
 
   bool contiguous() const {
@@ -130,6 +192,44 @@ class RecurrencePlan {
   }
 
  private:
+  // Rows at least this wide are swept step by step (recurrence_rows): a
+  // chain's column would cross a page every step or two.
+  static constexpr std::size_t kSweepBytes = 2048;
+
+  // The sweep keeps its states (and products) in a buffer of its own:
+  // stored every step, a cache line shared with another thread's channels
+  // would bounce between the cores every step.
+  void run_rows(const RecurrenceArgs<T>& r, std::size_t w0, std::size_t w1, T* state, T* prod,
+                std::size_t len, bool write) const {
+    const std::size_t n = w1 - w0;
+    std::vector<T> own(n * groups_ * (prod ? 2 : 1));
+    T* h = own.data();
+    T* p = prod ? h + n * groups_ : nullptr;
+    auto move = [&](bool in) {
+      for (std::size_t g = 0; g < groups_; ++g) {
+        const std::size_t c0 = g * width_ + w0;
+        if (in) std::copy(state + c0, state + c0 + n, h + g * n);
+        else std::copy(h + g * n, h + (g + 1) * n, state + c0);
+        if (prod && !in) std::copy(p + g * n, p + (g + 1) * n, prod + c0);
+      }
+    };
+    move(true);
+    if (prod) std::fill(p, p + n * groups_, T(1));
+    with_flag(r.a_stride == 0, [&](auto const_a) {
+      constexpr bool CA = decltype(const_a)::value;
+      with_flag(prod != nullptr, [&](auto pr) {
+        constexpr bool P = decltype(pr)::value;
+        if (!write)
+          recurrence_rows<Arch, CA, Emit::none, P>(r, groups_, w0, w1, h, p, len);
+        else if (readout_)
+          recurrence_rows<Arch, CA, Emit::readout_first, P>(r, groups_, w0, w1, h, p, len);
+        else
+          recurrence_rows<Arch, CA, Emit::states, P>(r, groups_, w0, w1, h, p, len);
+      });
+    });
+    move(false);
+  }
+
   Chain<T> chain(const RecurrenceArgs<T>& r, std::size_t c, T* state, T* prod) const {
     Chain<T> ch{};
     ch.a = r.a + std::ptrdiff_t(c);
@@ -159,17 +259,11 @@ class RecurrencePlan {
           default: recurrence_chains<Arch, 1, CA, E, Prod>(r, ch, len); break;
         }
       };
-      // Products are taken only by the reduce pass of run_time_parallel,
-      // which writes nothing: no other Emit is instantiated with them.
-      if constexpr (Prod) {
-        go(std::integral_constant<Emit, Emit::none>{});
-      } else {
-        switch (e) {
-          case Emit::none: go(std::integral_constant<Emit, Emit::none>{}); break;
-          case Emit::states: go(std::integral_constant<Emit, Emit::states>{}); break;
-          case Emit::readout_first: go(std::integral_constant<Emit, Emit::readout_first>{}); break;
-          case Emit::readout_add: go(std::integral_constant<Emit, Emit::readout_add>{}); break;
-        }
+      switch (e) {
+        case Emit::none: go(std::integral_constant<Emit, Emit::none>{}); break;
+        case Emit::states: go(std::integral_constant<Emit, Emit::states>{}); break;
+        case Emit::readout_first: go(std::integral_constant<Emit, Emit::readout_first>{}); break;
+        case Emit::readout_add: go(std::integral_constant<Emit, Emit::readout_add>{}); break;
       }
     });
   }
@@ -196,7 +290,11 @@ class RecurrencePlan {
 };
 
 // Threads over channel ranges: each runs every step for its own outputs
-// (a multiple of the SIMD width), so no thread waits for another.
+// (a multiple of the SIMD width), so no thread waits for another. They run
+// chains, not sweeps: threads sweeping neighbouring parts of the same rows
+// ran at half the speed of one thread on Zen 5 and Sapphire Rapids alike
+// (likely the hardware prefetches of one fetching the lines the other
+// writes).
 template <class Arch, class T>
 void run_channel_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, T* h,
                           [[maybe_unused]] int threads) {
@@ -207,61 +305,97 @@ void run_channel_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, T*
     const std::size_t j = std::size_t(thread_index()), n = std::size_t(team_size());
     const std::size_t w0 = std::min(width, units * j / n * W);
     const std::size_t w1 = std::min(width, units * (j + 1) / n * W);
-    if (w0 < w1) plan.run_range(w0, w1, 0, L, h, nullptr, plan.writes());
+    if (w0 < w1) plan.run_range(w0, w1, 0, L, h, nullptr, plan.writes(), false);
   }
 }
 
-// Threads over time (Blelloch 1990's two-pass scan, one chunk per thread, in
-// cache-sized super-blocks): thread 0 runs its chunk from the true state
-// while thread j > 0 reduces its chunk to the affine map h -> P_j h + E_j;
-// then each j > 0 composes the maps before it into its true initial state
-// and reruns its chunk (now in cache) emitting outputs. Thread 0's chunk is
-// longer (3 parts to 2), since the others pass over theirs twice.
+// Threads over time, in super-blocks of one chunk per thread and two
+// passes (Blelloch 1990). Pass 1: thread 0 runs its chunk from the true
+// state; thread j > 0 runs its chunk from h = 0, writing its outputs, and
+// keeps the chunk's affine map h -> P_j h + E_j. Pass 2: thread j > 0
+// composes the maps before it into its chunk's true initial state x_j and
+// reruns the chunk from x_j (RecurrencePlan::rerun) until the carry that
+// pass 1 left out, (a_t0 ... a_t) x_j, is negligible in every state: it
+// then stays so to the end of the chunk, since it shrinks by the same
+// factors |a_t| that the states' magnitude scale m_t = |a_t| m_(t-1) + |b_t|
+// shrinks by at most. With decaying coefficients (every stable SSM) the
+// rerun is short and the chunks are even; without decay it is the whole
+// chunk, and thread 0, which has no rerun, takes a longer chunk: the split
+// balances the rerun share measured in the previous super-block. Where
+// the outputs overwrite an input (out may alias b), pass 1 writes nothing
+// and pass 2 reruns the whole chunk. Products
+// of a are flushed to zero below sqrt(min normal) (flushed_product), so
+// the result equals the sequential one to rounding relative to the largest
+// state of the sequence.
 template <class Arch, class T>
 void run_time_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, std::size_t C, T* h,
                        int threads) {
-  // per thread and step: a, b and what is written; aim at ~256 KiB per part
+  // per thread and step: a, b and what is written; ~2 MiB per chunk
   const std::size_t bytes_per_step = C * sizeof(T) * (plan.writes() ? 3 : 2);
-  const std::size_t part = std::max<std::size_t>(2048, (std::size_t(256) << 10) / bytes_per_step);
-  std::vector<T> maps(2 * C * std::size_t(threads));  // (P_j, E_j) per thread
-  std::vector<T> state(C * std::size_t(threads));
+  const std::size_t part = std::max<std::size_t>(2048, (std::size_t(2) << 20) / bytes_per_step);
+  const auto max_threads = std::size_t(threads);
+  std::vector<T> work(6 * C * max_threads);  // P_j, E_j, x_j and the rerun's scratch
+  std::vector<T> start(2 * C);  // each super-block's initial state, double-buffered
+  std::copy(h, h + C, start.begin());
+  std::vector<double> rerun_share(max_threads, 0.0);
   const std::size_t width = plan.width();
+  // Pass 1 writes outputs only if they overwrite no input (out may alias b)
+  const bool early = plan.writes() && !plan.overwrites_inputs(L);
+  std::size_t blocks = 0;
 #pragma omp parallel num_threads(threads)
   {
     const std::size_t j = std::size_t(thread_index()), n = std::size_t(team_size());
-    T* P = maps.data() + 2 * C * j;
+    T* P = work.data() + 6 * C * j;
     T* E = P + C;
-    T* x = state.data() + C * j;
-    const std::size_t super = part * (2 * n + 1) / 2;
-    for (std::size_t s0 = 0; s0 < L; s0 += super) {
-      const std::size_t all = std::min(super, L - s0);
-      auto start = [&](std::size_t i) {
-        return i == 0 ? 0 : i >= n ? all : all * (2 * i + 1) / (2 * n + 1);
+    T* x = E + C;
+    double share = early ? 0.0625 : 0.5;  // expected of the first super-block
+    std::size_t k = 0;
+    for (std::size_t s0 = 0; s0 < L; ++k) {
+      const std::size_t all = std::min(part * n, L - s0);
+      // thread 0: 1 + share units of work, the others 1 unit each
+      auto chunk_start = [&](std::size_t i) {
+        return i == 0 ? 0 : i >= n ? all
+                      : std::min(all, std::size_t(double(all) * (share + double(i)) / (double(n) + share)));
       };
-      const std::size_t t0 = s0 + start(j), t1 = s0 + start(j + 1);
+      const std::size_t t0 = s0 + chunk_start(j), t1 = s0 + chunk_start(j + 1);
+      T* h_in = start.data() + C * (k % 2);
+      T* h_out = start.data() + C * ((k + 1) % 2);
       if (j == 0) {
-        plan.run_range(0, width, t0, t1, h, nullptr, plan.writes());
+        plan.run_range(0, width, t0, t1, h_in, nullptr, plan.writes());
+        if (n == 1) std::copy(h_in, h_in + C, h_out);
       } else {
         std::fill(E, E + C, T(0));
-        plan.run_range(0, width, t0, t1, E, P, false);
+        plan.run_range(0, width, t0, t1, E, P, early);
       }
 #pragma omp barrier
       if (j > 0) {
-        std::copy(h, h + C, x);
+        std::copy(h_in, h_in + C, x);  // chunk 0's final state
         for (std::size_t i = 1; i < j; ++i) {
-          const T* Pi = maps.data() + 2 * C * i;
+          const T* Pi = work.data() + 6 * C * i;
           for (std::size_t c = 0; c < C; ++c) x[c] = Pi[c] * x[c] + Pi[C + c];
         }
-        if (plan.writes())
-          plan.run_range(0, width, t0, t1, x, nullptr, true);
-        else
-          for (std::size_t c = 0; c < C; ++c) x[c] = P[c] * x[c] + E[c];
+        if (early) {
+          const std::size_t rerun = plan.rerun(t0, t1, x, x + C);
+          rerun_share[j] = t1 > t0 ? double(rerun) / double(t1 - t0) : 0.0;
+        } else if (plan.writes()) {  // the whole chunk; pass 1 (writing nothing) cost ~half
+          std::copy(x, x + C, x + C);
+          plan.run_range(0, width, t0, t1, x + C, nullptr, true);
+          rerun_share[j] = 0.5;
+        }
+        if (j + 1 == n)
+          for (std::size_t c = 0; c < C; ++c) h_out[c] = P[c] * x[c] + E[c];
+      }
+      s0 += all;
+      if (s0 >= L) {  // the end of the parallel region waits for every thread
+        if (j == 0) blocks = k + 1;
+        break;
       }
 #pragma omp barrier
-      if (j + 1 == n && j > 0) std::copy(x, x + C, h);
-#pragma omp barrier
+      share = *std::max_element(rerun_share.begin(), rerun_share.begin() + std::ptrdiff_t(n));
     }
   }
+  const T* h_end = start.data() + C * (blocks % 2);
+  std::copy(h_end, h_end + C, h);
 }
 
 template <class Arch, class T>
