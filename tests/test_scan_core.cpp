@@ -182,6 +182,7 @@ TEMPLATE_TEST_CASE("wide rows, swept a step at a time, on every mode", "[scan_co
   for (int threads : {1, 2, 3}) {
     check<TestType>({9000, C, const_a, false, 47, threads});
     check<TestType>({300, C, const_a, true, 0, threads});
+    check<TestType>({20011, 3, const_a, true, 0, threads});  // narrow: time chunks, states
   }
 }
 
