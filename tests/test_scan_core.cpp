@@ -171,7 +171,7 @@ TEMPLATE_TEST_CASE("wide rows, swept a step at a time, on every mode", "[scan_co
   // Rows of 2 KiB and more take recurrence_rows: C = 47 n just past that
   // (float 517, complex<double> 141). n groups of 47: tails in every group;
   // 47 groups of n over 9000 steps take the time-chunked path (too narrow
-  // for channel blocks), whose reduce pass sweeps rows too.
+  // for channel blocks), whose first pass and reruns sweep rows too.
   const std::size_t n = (2048 / sizeof(TestType) + 46) / 47, C = 47 * n;
   const bool const_a = GENERATE(false, true);
   for (std::size_t L : {std::size_t(0), std::size_t(1), std::size_t(37)}) {

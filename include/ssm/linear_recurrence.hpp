@@ -205,16 +205,18 @@ class RecurrencePlan {
     std::vector<T> own(n * groups_ * (prod ? 2 : 1));
     T* h = own.data();
     T* p = prod ? h + n * groups_ : nullptr;
-    auto move = [&](bool in) {
+    auto move = [&](bool in) {  // the range's values of state (and prod) in or out
       for (std::size_t g = 0; g < groups_; ++g) {
         const std::size_t c0 = g * width_ + w0;
-        if (in) std::copy(state + c0, state + c0 + n, h + g * n);
-        else std::copy(h + g * n, h + (g + 1) * n, state + c0);
-        if (prod && !in) std::copy(p + g * n, p + (g + 1) * n, prod + c0);
+        auto copy = [&](T* all, T* mine) {
+          if (in) std::copy(all + c0, all + c0 + n, mine + g * n);
+          else std::copy(mine + g * n, mine + (g + 1) * n, all + c0);
+        };
+        copy(state, h);
+        if (prod) copy(prod, p);
       }
     };
     move(true);
-    if (prod) std::fill(p, p + n * groups_, T(1));
     with_flag(r.a_stride == 0, [&](auto const_a) {
       constexpr bool CA = decltype(const_a)::value;
       with_flag(prod != nullptr, [&](auto pr) {
@@ -292,7 +294,7 @@ class RecurrencePlan {
 // Threads over channel ranges: each runs every step for its own outputs
 // (a multiple of the SIMD width), so no thread waits for another. They run
 // chains, not sweeps: threads sweeping neighbouring parts of the same rows
-// ran at half the speed of one thread on Zen 5 and Sapphire Rapids alike
+// ran at half the speed of one thread on Zen 5 and the Xeon alike
 // (likely the hardware prefetches of one fetching the lines the other
 // writes).
 template <class Arch, class T>
@@ -323,10 +325,9 @@ void run_channel_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, T*
 // chunk, and thread 0, which has no rerun, takes a longer chunk: the split
 // balances the rerun share measured in the previous super-block. Where
 // the outputs overwrite an input (out may alias b), pass 1 writes nothing
-// and pass 2 reruns the whole chunk. Products
-// of a are flushed to zero below sqrt(min normal) (flushed_product), so
-// the result equals the sequential one to rounding relative to the largest
-// state of the sequence.
+// and pass 2 reruns the whole chunk. Products of a are flushed to zero
+// below sqrt(min normal) (flushed_product), so the result equals the
+// sequential one to rounding relative to the largest state of the sequence.
 template <class Arch, class T>
 void run_time_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, std::size_t C, T* h,
                        int threads) {

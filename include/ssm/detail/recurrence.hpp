@@ -99,7 +99,7 @@ SSM_ALWAYS_INLINE void prefetch([[maybe_unused]] const void* p) {
 // maps), flushed to zero below sqrt(min normal): a product of decaying
 // coefficients would otherwise pass through the subnormal range, where
 // Intel cores take a ~100-cycle microcode assist per multiply (2 threads
-// ran at 0.4x of one on Sapphire Rapids). Such a product multiplies a state
+// ran at 0.4x of one on an Emerald Rapids Xeon). Such a product multiplies a state
 // of the same sequence, so its part in any result is under 2^-63 (float)
 // of the sequence's magnitude. Complex products are left alone.
 template <class T>

@@ -15,7 +15,7 @@
 #pragma once
 
 #include <ssm/detail/exp.hpp>
-#include <ssm/detail/recurrence.hpp>             // static_for, SSM_ALWAYS_INLINE
+#include <ssm/detail/recurrence.hpp>             // static_for, prefetch, SSM_ALWAYS_INLINE
 #include <ssm/detail/selective_scan_kernel.hpp>  // softplus, log2e
 
 #include <xsimd/xsimd.hpp>
@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <type_traits>
 #include <vector>
 
 namespace ssm::detail {
@@ -224,24 +225,19 @@ void step_sizes(const StepSize& f, float* dt, std::size_t n) {
 // [t0, t0 + n) of a head, and with BC those of B and C (which a block's
 // first head fetches for the others).
 inline void prefetch_head_rows(const SsdHead& h, std::size_t t0, std::size_t n, bool BC) {
-#if defined(__GNUC__) || defined(__clang__)
-  auto lines = [](const float* p, std::size_t floats, int write) {
+  auto lines = [](const float* p, std::size_t floats, auto write) {
     const char* c = reinterpret_cast<const char*>(p);
-    for (std::size_t b = 0; b < floats * sizeof(float); b += 64)
-      write ? __builtin_prefetch(c + b, 1) : __builtin_prefetch(c + b, 0);
+    for (std::size_t b = 0; b < floats * sizeof(float); b += 64) prefetch<decltype(write)::value>(c + b);
   };
   for (std::size_t i = 0; i < n; ++i) {
     const auto t = std::ptrdiff_t(t0 + i);
-    lines(h.x + t * h.x_ts, h.P, 0);
-    lines(h.y + t * h.y_ts, h.P, 1);
+    lines(h.x + t * h.x_ts, h.P, std::false_type{});
+    lines(h.y + t * h.y_ts, h.P, std::true_type{});
     if (BC) {
-      lines(h.B + t * h.B_ts, h.N, 0);
-      lines(h.C + t * h.C_ts, h.N, 0);
+      lines(h.B + t * h.B_ts, h.N, std::false_type{});
+      lines(h.C + t * h.C_ts, h.N, std::false_type{});
     }
   }
-#else
-  (void)h, (void)t0, (void)n, (void)BC;
-#endif
 }
 
 // Steps [t0, t0 + n) of a head (n <= ssd_time_block): the step sizes and
