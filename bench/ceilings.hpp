@@ -12,6 +12,7 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <vector>
@@ -92,6 +93,30 @@ inline double stream_bytes_per_second(const float* x, const float* y, float* out
     }
   });
   return 3.0 * sizeof(float) * double(n) * passes / s;
+}
+
+// Nanoseconds for a cache line to go from one thread's core to another's:
+// two threads hand a counter back and forth (a ping-pong); 0 without a
+// second thread. What every line that two threads both touch costs, each
+// time it moves (tens of ns within a core complex, hundreds across).
+inline double line_transfer_ns() {
+  if (ssm::detail::resolve_threads(0) < 2) return 0;
+  constexpr int rounds = 20000;
+  alignas(64) std::atomic<int> turn{0};
+  const double s = best_time([&] {
+    turn.store(0);
+#pragma omp parallel num_threads(2)
+    {
+      const int me = ssm::detail::thread_index();
+      if (ssm::detail::team_size() == 2)
+        for (int i = 0; i < rounds; ++i) {
+          while (turn.load(std::memory_order_acquire) != 2 * i + me) {
+          }
+          turn.store(2 * i + me + 1, std::memory_order_release);
+        }
+    }
+  }, 3);
+  return s / (2.0 * rounds) * 1e9;
 }
 
 }  // namespace bench

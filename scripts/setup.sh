@@ -42,8 +42,8 @@ case "${1:-}" in
       -DCMAKE_CXX_FLAGS_RELEASE="-O1 -g1 -fno-sanitize-address-use-after-scope --param=asan-stack=0" \
       -DSSM_BUILD_EXAMPLES=OFF -DSSM_BUILD_BENCH=OFF
     ctest --test-dir build/sanitize --output-on-failure -j "$jobs"
-    echo "== libFuzzer on the checkpoint parsers, 60 s each ($((SECONDS - start)) s so far)"
-    bash scripts/fuzz.sh 60
+    echo "== libFuzzer on the checkpoint parsers, 30 s each ($((SECONDS - start)) s so far)"
+    bash scripts/fuzz.sh 30
     echo "== ThreadSanitizer: concurrent generation ($((SECONDS - start)) s so far)"
     bash scripts/tsan.sh
     echo "== all tests passed in $((SECONDS - start)) s"
