@@ -3,11 +3,12 @@
 // docs/robustness.md lists each behaviour with the test that checks it.
 // - Malformed checkpoints (tests/malformed.hpp) through MambaLM::load: a
 //   std::runtime_error naming the file and the tensor or key.
-// - Empty input and long prompts for MambaLM and generate().
+// - Empty input and long prompts for the models and generate().
 // - NaN and infinite logits in the sampler, and weights whose activations
 //   overflow.
 #include <ssm/generate.hpp>
 #include <ssm/mamba.hpp>
+#include <ssm/mamba2.hpp>
 #include <ssm/sampling.hpp>
 
 #include "malformed.hpp"
@@ -102,18 +103,57 @@ TEST_CASE("MambaLM and generate() on empty input", "[robustness][empty]") {
                          Message("ssm::MambaLM: token id -1 is outside the vocabulary [0, 256)"));
 }
 
-TEST_CASE("a long prompt runs in chunks: the workspace does not grow with its length",
-          "[robustness][huge]") {
-  // MambaLM::forward takes 1024 tokens at a time
-  const ssm::MambaLM m = ssm::MambaLM::load(std::string(SSM_TEST_DATA_DIR) + "/mamba-tiny");
-  std::vector<std::int32_t> tokens(5000);
-  for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = std::int32_t(i % 256);
-  ssm::MambaCache cache = m.new_cache();
-  ssm::MambaWorkspace ws;
-  std::vector<float> logits(256);
-  m.forward(tokens.data(), tokens.size(), cache, logits.data(), 1, ws);
-  CHECK(ws.xz.rows() <= 1024 + m.config().d_conv - 1);
-  CHECK(std::all_of(logits.begin(), logits.end(), [](float v) { return std::isfinite(v); }));
+// forward() over a prompt of three slices (it takes 1024 tokens at a time,
+// the cache carrying the state across), logits asked from inside the
+// first: each row equals step() fed the tokens one at a time.
+template <class Model>
+void check_long_prompt(const Model& m) {
+  const std::size_t n = 2600, rows = 1700, V = std::size_t(m.config().vocab_size);
+  std::vector<std::int32_t> tokens(n);
+  std::uniform_int_distribution<std::int32_t> token(0, std::int32_t(V) - 1);
+  for (auto& t : tokens) t = token(test::rng());
+  auto cache = m.new_cache();
+  typename Model::Workspace ws;
+  std::vector<float> logits(rows * V);
+  m.forward(tokens.data(), n, cache, logits.data(), rows, ws);
+  CHECK(cache.tokens == std::int64_t(n));
+
+  auto stepped = m.new_cache();
+  auto* caches = &stepped;
+  std::vector<float> one(V);
+  double diff = 0, scale = 0;
+  for (std::size_t t = 0; t < n; ++t) {
+    m.step(&tokens[t], &caches, 1, one.data(), ws);
+    if (t < n - rows) continue;
+    const float* row = logits.data() + (t - (n - rows)) * V;
+    for (std::size_t v = 0; v < V; ++v) {
+      diff = std::max(diff, double(std::abs(row[v] - one[v])));
+      scale = std::max(scale, double(std::abs(one[v])));
+    }
+  }
+  CHECK(diff <= 2e-5 * scale);
+  double state_diff = 0, state_scale = 0;
+  for (std::size_t i = 0; i < cache.ssm.size(); ++i) {
+    state_diff = std::max(state_diff, double(std::abs(cache.ssm[i] - stepped.ssm[i])));
+    state_scale = std::max(state_scale, double(std::abs(stepped.ssm[i])));
+  }
+  CHECK(state_diff <= 2e-5 * state_scale);
+}
+
+TEST_CASE("a long prompt runs in slices: the same logits as step by step", "[robustness][huge]") {
+  const std::string data = SSM_TEST_DATA_DIR;
+  SECTION("Mamba-1") {
+    const auto m = ssm::MambaLM::load(data + "/mamba-tiny");
+    check_long_prompt(m);
+    // the workspace holds one slice, not the prompt
+    ssm::MambaWorkspace ws;
+    auto cache = m.new_cache();
+    std::vector<std::int32_t> tokens(5000, 7);
+    std::vector<float> logits(std::size_t(m.config().vocab_size));
+    m.forward(tokens.data(), tokens.size(), cache, logits.data(), 1, ws);
+    CHECK(ws.xz.rows() <= 1024 + m.config().d_conv - 1);
+  }
+  SECTION("Mamba-2") { check_long_prompt(ssm::Mamba2LM::load(data + "/mamba2-tiny")); }
 }
 
 // ---------------------------------------------------------------------------

@@ -119,6 +119,63 @@ void ensure_size(M& m, Eigen::Index rows, Eigen::Index cols) {
   if (m.rows() < rows || m.cols() != cols) m.resize(std::max(rows, m.rows()), cols);
 }
 
+// What the prompt pass of a Mamba language model reads (run_prompt).
+template <class Layer>
+struct LmParts {
+  const std::vector<Layer>& layers;  // each with norm_weight, norm_bias
+  const Eigen::VectorXf& norm_f_weight;
+  const Eigen::VectorXf& norm_f_bias;
+  const RowMatrixXf& head;  // (vocab, d_model)
+  double eps;
+  std::size_t d_model, vocab;
+  int threads;
+};
+
+// The prompt pass of Mamba-1 and Mamba-2 alike: x = embed(tokens), then per
+// layer x += mixer(i, norm(x)), then the final norm and the LM head for the
+// positions among the last logit_rows (logits: logit_rows x vocab). Tokens
+// run in slices of 1024: memory stays bounded and the cache, updated by the
+// mixer, carries the state across slices (with hidden states: one slice,
+// and every layer's output pushed, then the final norm's).
+// embed(first token, count, out rows); mixer(layer, steps): ws.normed's
+// first steps rows into ws.out.
+template <class Arch, class Layer, class Ws, class Embed, class Mixer>
+void run_prompt(const LmParts<Layer>& m, std::size_t n, std::size_t logit_rows, float* logits,
+                Ws& ws, std::vector<RowMatrixXf>* hidden, Embed&& embed, Mixer&& mixer) {
+  const std::size_t dm = m.d_model;
+  const auto ld = std::ptrdiff_t(dm);
+  if (hidden) hidden->clear();
+  const std::size_t slice = hidden ? std::max<std::size_t>(n, 1) : 1024;
+  for (std::size_t s = 0; s < n; s += slice) {
+    const std::size_t steps = std::min(slice, n - s);
+    const auto S = Eigen::Index(steps);
+    ensure_size(ws.hidden, S, Eigen::Index(dm));
+    ensure_size(ws.normed, S, Eigen::Index(dm));
+    embed(s, steps, ws.hidden.data());
+    for (std::size_t i = 0; i < m.layers.size(); ++i) {
+      const Layer& l = m.layers[i];
+      norm_rows(ws.hidden.data(), ld, steps, dm, l.norm_weight, l.norm_bias, m.eps,
+                ws.normed.data(), ld);
+      mixer(i, steps);
+      ws.hidden.topRows(S) += ws.out.topRows(S);
+      if (hidden) hidden->push_back(ws.hidden.topRows(S));
+    }
+    const std::size_t first = std::max(s, n - logit_rows), end = s + steps;
+    if (first < end || hidden) {
+      const std::size_t r0 = hidden ? 0 : first - s, rows = hidden ? steps : end - first;
+      norm_rows(ws.hidden.data() + std::ptrdiff_t(r0 * dm), ld, rows, dm, m.norm_f_weight,
+                m.norm_f_bias, m.eps, ws.normed.data(), ld);
+      if (hidden) hidden->push_back(ws.normed.topRows(S));
+      if (first < end) {
+        const std::size_t skip = hidden ? first - s : 0;
+        linear<Arch>(m.head, nullptr, ws.normed.data() + std::ptrdiff_t(skip * dm), ld, end - first,
+                     logits + std::ptrdiff_t((first - (n - logit_rows)) * m.vocab),
+                     std::ptrdiff_t(m.vocab), m.threads);
+      }
+    }
+  }
+}
+
 }  // namespace detail
 
 /// A Mamba-1 language model: the weights and the two evaluation paths. The

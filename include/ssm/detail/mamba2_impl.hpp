@@ -233,44 +233,18 @@ void Mamba2LM::forward(const std::int32_t* tokens, std::size_t n, Mamba2Cache& c
   if (logit_rows > n)
     throw std::invalid_argument("ssm::Mamba2LM::forward: " + std::to_string(logit_rows) +
                                 " rows of logits asked of " + std::to_string(n) + " tokens");
-  const auto dm = std::size_t(cfg_.d_model), V = std::size_t(cfg_.vocab_size);
+  const auto dm = std::size_t(cfg_.d_model);
   const std::size_t conv_per_layer = std::size_t((cfg_.d_conv - 1) * cfg_.conv_dim());
   const std::size_t ssm_per_layer = std::size_t(cfg_.nheads * cfg_.d_state * cfg_.headdim);
-  if (hidden) hidden->clear();
-  // Prompts run in slices: memory stays bounded and the cache carries the
-  // state from one slice to the next (hidden states: one slice).
-  const std::size_t slice = hidden ? std::max<std::size_t>(n, 1) : 1024;
-  for (std::size_t s = 0; s < n; s += slice) {
-    const std::size_t steps = std::min(slice, n - s);
-    const auto S = Eigen::Index(steps);
-    detail::ensure_size(ws.hidden, S, Eigen::Index(dm));
-    detail::ensure_size(ws.normed, S, Eigen::Index(dm));
-    embed(tokens + s, steps, ws.hidden.data(), std::ptrdiff_t(dm));
-    for (std::size_t i = 0; i < layers_.size(); ++i) {
-      const Mamba2Layer& l = layers_[i];
-      detail::norm_rows(ws.hidden.data(), std::ptrdiff_t(dm), steps, dm, l.norm_weight, l.norm_bias,
-                        cfg_.norm_eps, ws.normed.data(), std::ptrdiff_t(dm));
-      mixer<Arch>(l, steps, cache.conv.data() + i * conv_per_layer, cache.ssm.data() + i * ssm_per_layer, ws);
-      ws.hidden.topRows(S) += ws.out.topRows(S);
-      if (hidden) hidden->push_back(ws.hidden.topRows(S));
-    }
-    // logits of the positions among the last logit_rows that are in this slice
-    const std::size_t first = std::max(s, n - logit_rows), end = s + steps;
-    if (first < end || hidden) {
-      const std::size_t r0 = hidden ? 0 : first - s, rows = hidden ? steps : end - first;
-      detail::norm_rows(ws.hidden.data() + std::ptrdiff_t(r0 * dm), std::ptrdiff_t(dm), rows, dm,
-                        norm_f_weight_, norm_f_bias_, cfg_.norm_eps, ws.normed.data(),
-                        std::ptrdiff_t(dm));
-      if (hidden) hidden->push_back(ws.normed.topRows(S));
-      if (first < end) {
-        const std::size_t skip = hidden ? first - s : 0;
-        detail::linear<Arch>(head(), nullptr, ws.normed.data() + std::ptrdiff_t(skip * dm),
-                       std::ptrdiff_t(dm), end - first,
-                       logits + std::ptrdiff_t((first - (n - logit_rows)) * V), std::ptrdiff_t(V),
-                       threads);
-      }
-    }
-  }
+  const detail::LmParts<Mamba2Layer> parts{layers_, norm_f_weight_, norm_f_bias_, head(),
+                                           cfg_.norm_eps, dm, std::size_t(cfg_.vocab_size), threads};
+  detail::run_prompt<Arch>(
+      parts, n, logit_rows, logits, ws, hidden,
+      [&](std::size_t s, std::size_t steps, float* out) { embed(tokens + s, steps, out, std::ptrdiff_t(dm)); },
+      [&](std::size_t i, std::size_t steps) {
+        mixer<Arch>(layers_[i], steps, cache.conv.data() + i * conv_per_layer,
+                    cache.ssm.data() + i * ssm_per_layer, ws);
+      });
   cache.tokens += std::int64_t(n);
 }
 
