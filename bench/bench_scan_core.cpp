@@ -113,7 +113,8 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("simd", xsimd::default_arch::name());
   benchmark::AddCustomContext("max_threads", std::to_string(max_threads()));
   benchmark::AddCustomContext("fma_lanes_per_s_1_thread", std::to_string(fma_ceiling(1)));
-  benchmark::AddCustomContext("line_transfer_ns_2_threads", std::to_string(bench::line_transfer_ns()));
+  benchmark::AddCustomContext("line_transfer_ns_2_threads",
+                              std::to_string(bench::line_transfer_ns()));
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

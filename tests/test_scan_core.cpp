@@ -224,7 +224,7 @@ TEST_CASE("states written over b, across threads", "[scan_core][threads]") {
   // its outputs before its second pass has read b again.
   const int threads = GENERATE(1, 2, 3);
   for (std::size_t C : {std::size_t(1), std::size_t(5), std::size_t(700)}) {
-    // time chunks need L >= 4096 threads; 700 channels split into blocks
+    // time chunks need L >= 4096 x threads; 700 channels split into blocks
     const std::size_t L = C < 700 ? 30011 : 211;
     std::vector<double> a(L * C), b(L * C), h(C, 0.25);
     for (auto& v : a) v = coefficient<double>();

@@ -232,7 +232,9 @@ inline void MambaLM::forward(const std::int32_t* tokens, std::size_t n, MambaCac
                                           cfg_.norm_eps, dm, std::size_t(cfg_.vocab_size), threads};
   detail::run_prompt<xsimd::default_arch>(
       parts, n, logit_rows, logits, ws, hidden,
-      [&](std::size_t s, std::size_t steps, float* out) { embed(tokens + s, steps, out, std::ptrdiff_t(dm)); },
+      [&](std::size_t s, std::size_t steps, float* out) {
+        embed(tokens + s, steps, out, std::ptrdiff_t(dm));
+      },
       [&](std::size_t i, std::size_t steps) {
         mixer(layers_[i], steps, cache.conv.data() + i * conv_per_layer,
               cache.ssm.data() + i * ssm_per_layer, ws);
