@@ -127,7 +127,6 @@ struct LmParts {
   const Eigen::VectorXf& norm_f_bias;
   const RowMatrixXf& head;  // (vocab, d_model)
   double eps;
-  std::size_t d_model, vocab;
   int threads;
 };
 
@@ -142,7 +141,7 @@ struct LmParts {
 template <class Arch, class Layer, class Ws, class Embed, class Mixer>
 void run_prompt(const LmParts<Layer>& m, std::size_t n, std::size_t logit_rows, float* logits,
                 Ws& ws, std::vector<RowMatrixXf>* hidden, Embed&& embed, Mixer&& mixer) {
-  const std::size_t dm = m.d_model;
+  const auto dm = std::size_t(m.head.cols()), vocab = std::size_t(m.head.rows());
   const auto ld = std::ptrdiff_t(dm);
   if (hidden) hidden->clear();
   const std::size_t slice = hidden ? std::max<std::size_t>(n, 1) : 1024;
@@ -169,8 +168,8 @@ void run_prompt(const LmParts<Layer>& m, std::size_t n, std::size_t logit_rows, 
       if (first < end) {
         const std::size_t skip = hidden ? first - s : 0;
         linear<Arch>(m.head, nullptr, ws.normed.data() + std::ptrdiff_t(skip * dm), ld, end - first,
-                     logits + std::ptrdiff_t((first - (n - logit_rows)) * m.vocab),
-                     std::ptrdiff_t(m.vocab), m.threads);
+                     logits + std::ptrdiff_t((first - (n - logit_rows)) * vocab),
+                     std::ptrdiff_t(vocab), m.threads);
       }
     }
   }

@@ -237,8 +237,7 @@ void Mamba2LM::forward(const std::int32_t* tokens, std::size_t n, Mamba2Cache& c
   const std::size_t conv_per_layer = std::size_t((cfg_.d_conv - 1) * cfg_.conv_dim());
   const std::size_t ssm_per_layer = std::size_t(cfg_.nheads * cfg_.d_state * cfg_.headdim);
   const detail::LmParts<Mamba2Layer> parts{layers_, norm_f_weight_, norm_f_bias_, head(),
-                                           cfg_.norm_eps, dm, std::size_t(cfg_.vocab_size),
-                                           threads};
+                                           cfg_.norm_eps, threads};
   detail::run_prompt<Arch>(
       parts, n, logit_rows, logits, ws, hidden,
       [&](std::size_t s, std::size_t steps, float* out) {

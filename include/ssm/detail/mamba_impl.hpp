@@ -229,7 +229,7 @@ inline void MambaLM::forward(const std::int32_t* tokens, std::size_t n, MambaCac
   const std::size_t conv_per_layer = std::size_t(cfg_.d_conv - 1) * di;
   const std::size_t ssm_per_layer = std::size_t(cfg_.d_state) * di;
   const detail::LmParts<MambaLayer> parts{layers_, norm_f_weight_, norm_f_bias_, head(),
-                                          cfg_.norm_eps, dm, std::size_t(cfg_.vocab_size), threads};
+                                          cfg_.norm_eps, threads};
   detail::run_prompt<xsimd::default_arch>(
       parts, n, logit_rows, logits, ws, hidden,
       [&](std::size_t s, std::size_t steps, float* out) {
