@@ -22,7 +22,8 @@ struct Shape {
 // of their rounding errors (naive::SelectiveScan::y_magnitude and
 // state_magnitude): cancelling sums do not hide behind a small |y| or |h|.
 double run_case(const Shape& s, int threads, bool negative_delta = false) {
-  naive::SelectiveScan ref{s.batch, s.L, s.D, s.N, s.groups};
+  naive::SelectiveScan ref;
+  ref.batch = s.batch, ref.L = s.L, ref.D = s.D, ref.N = s.N, ref.groups = s.groups;
   auto fill = [](std::vector<double>& v, std::size_t n, double lo, double hi) {
     v.resize(n);
     std::uniform_real_distribution<double> dist(lo, hi);

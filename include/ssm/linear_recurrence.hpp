@@ -302,7 +302,7 @@ void run_channel_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, T*
                           [[maybe_unused]] int threads) {
   constexpr std::size_t W = RecurrencePlan<Arch, T>::W;
   const std::size_t width = plan.width(), units = (width + W - 1) / W;
-#pragma omp parallel num_threads(threads)
+  SSM_OMP(parallel num_threads(threads))
   {
     const std::size_t j = std::size_t(thread_index()), n = std::size_t(team_size());
     const std::size_t w0 = std::min(width, units * j / n * W);
@@ -343,7 +343,7 @@ void run_time_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, std::
   // Pass 1 writes outputs only if they overwrite no input (out may alias b)
   const bool early = plan.writes() && !plan.overwrites_inputs(L);
   std::size_t blocks = 0;
-#pragma omp parallel num_threads(threads)
+  SSM_OMP(parallel num_threads(threads))
   {
     const std::size_t j = std::size_t(thread_index()), n = std::size_t(team_size());
     T* P = work.data() + 6 * C * j;
@@ -368,7 +368,7 @@ void run_time_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, std::
         std::fill(E, E + C, T(0));
         plan.run_range(0, width, t0, t1, E, P, early);
       }
-#pragma omp barrier
+      SSM_OMP(barrier)
       if (j > 0) {
         std::copy(h_in, h_in + C, x);  // chunk 0's final state
         for (std::size_t i = 1; i < j; ++i) {
@@ -391,7 +391,7 @@ void run_time_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, std::
         if (j == 0) blocks = k + 1;
         break;
       }
-#pragma omp barrier
+      SSM_OMP(barrier)
       share = *std::max_element(rerun_share.begin(), rerun_share.begin() + std::ptrdiff_t(n));
     }
   }

@@ -15,6 +15,7 @@
 // The HiPPO initializations are in ssm/hippo.hpp (hippo::dplr).
 #pragma once
 
+#include <ssm/detail/omp.hpp>
 #include <ssm/hippo.hpp>
 #include <ssm/s4d.hpp>
 
@@ -294,7 +295,7 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> kernel(const S4<Scalar>& s
   Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> K(L, H);
   if (L == 0) return K;
   [[maybe_unused]] const int threads = detail::resolve_threads(0);
-#pragma omp parallel for num_threads(threads) schedule(dynamic)
+  SSM_OMP(parallel for num_threads(threads) schedule(dynamic))
   for (Eigen::Index h = 0; h < H; ++h)
     K.col(h) = detail::s4_channel_kernel(detail::channel<double>(s, h), L).template cast<Scalar>();
   return K;
@@ -331,7 +332,7 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> recurrent(
   const Eigen::Index L = uc.rows(), H = s.channels(), M = s.modes();
   Mat y(L, H);
   [[maybe_unused]] const int threads = detail::resolve_threads(0);
-#pragma omp parallel for num_threads(threads) schedule(dynamic)
+  SSM_OMP(parallel for num_threads(threads) schedule(dynamic))
   for (Eigen::Index h = 0; h < H; ++h) {
     const auto c = detail::channel<double>(s, h);
     Eigen::VectorXcd state = x.row(h).transpose().template cast<std::complex<double>>();

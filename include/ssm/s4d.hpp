@@ -206,7 +206,7 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> kernel(const S4DDiscrete<S
     for (std::size_t n = 0; n < N; ++n)
       p.put(p.ar, p.ai, p.index(h, n), d.dA(Eigen::Index(h), Eigen::Index(n)));
   [[maybe_unused]] const int threads = detail::resolve_threads(0);
-#pragma omp parallel for num_threads(threads) schedule(dynamic)
+  SSM_OMP(parallel for num_threads(threads) schedule(dynamic))
   for (std::ptrdiff_t b = 0; b < std::ptrdiff_t(p.blocks); ++b) {
     // w z^l0 and z^64 in double, per (state, lane): the start of each chunk
     std::vector<CD> start(N * W), z_chunk(N * W);
@@ -263,7 +263,7 @@ Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic> convolve_channels(
   const RealFftPlan<Real> plan(L);
   const std::size_t m = plan.m, blocks = (H + W - 1) / W;
   [[maybe_unused]] const int threads = resolve_threads(0);
-#pragma omp parallel num_threads(threads)
+  SSM_OMP(parallel num_threads(threads))
   {
     Buffer zr(m * W), zi(m * W), qr(m * W), qi(m * W);
     const Lanes<Arch, Real> Z{zr.data(), zi.data()}, Q{qr.data(), qi.data()};
@@ -278,7 +278,7 @@ Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic> convolve_channels(
           for (std::size_t t = t0; t < std::min(L, t0 + tile); ++t)
             (t % 2 ? im : re)[t / 2 * W + c] = x(Eigen::Index(t), Eigen::Index(h0 + c));
     };
-#pragma omp for schedule(dynamic)
+    SSM_OMP(for schedule(dynamic))
     for (std::ptrdiff_t b = 0; b < std::ptrdiff_t(blocks); ++b) {
       const std::size_t h0 = std::size_t(b) * W, lanes = std::min(W, H - h0);
       pack(u, h0, lanes, zr, zi);
@@ -350,7 +350,7 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> recurrent(
       p.put(p.cr, p.ci, at, T(2) * d.C(hi, ni));
     }
   [[maybe_unused]] const int threads = detail::resolve_threads(0);
-#pragma omp parallel for num_threads(threads) schedule(dynamic)
+  SSM_OMP(parallel for num_threads(threads) schedule(dynamic))
   for (std::ptrdiff_t b = 0; b < std::ptrdiff_t(p.blocks); ++b) {
     const std::size_t h0 = std::size_t(b) * W, lanes = std::min(W, H - h0);
     std::vector<T> xr(N * W, T(0)), xi(N * W, T(0)), ub(chunk * W, T(0)), yb(chunk * W);

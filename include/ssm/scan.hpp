@@ -218,7 +218,7 @@ Eigen::Matrix<typename System::Scalar, Eigen::Dynamic, System::OutputSize> scan(
       return j == 0 ? 0 : std::min(L, L * (2 * j + 1) / (2 * nt + 1));
     };
     std::vector<State> ends(std::size_t(nt), State::Zero(N));
-#pragma omp parallel num_threads(nt)
+    SSM_OMP(parallel num_threads(nt))
     {
       // chunks j, j + team, ...: all of them even if OpenMP gives fewer threads
       const int first = detail::thread_index(), stride = detail::team_size();
@@ -229,8 +229,8 @@ Eigen::Matrix<typename System::Scalar, Eigen::Dynamic, System::OutputSize> scan(
           detail::run_steps(sys, u, start(j), start(j + 1), ends[std::size_t(j)],
                             static_cast<Y*>(nullptr));
       }
-#pragma omp barrier
-#pragma omp single
+      SSM_OMP(barrier)
+      SSM_OMP(single)
       {
         // ends[i] becomes chunk i's true initial state, x the final state
         State in = x;

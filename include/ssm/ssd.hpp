@@ -118,8 +118,8 @@ void ssd_recurrent(const SsdArgs& p, int threads = 0) {
   detail::check_ssd(p, "ssm::ssd_recurrent");
   if (p.L == 0) return;  // the state stays as given
   const std::size_t jobs = p.batch * p.heads, NP = p.N * p.head_dim;
-  const int nt = detail::ssd_threads(p, threads);
-#pragma omp parallel num_threads(nt) if (nt > 1)
+  [[maybe_unused]] const int nt = detail::ssd_threads(p, threads);
+  SSM_OMP(parallel num_threads(nt) if (nt > 1))
   {
     thread_local detail::SsdScratch scratch;
     thread_local std::vector<float> carry, zero_states;

@@ -113,7 +113,7 @@ void pack_kv(const T* k, std::ptrdiff_t k_stride, const T* v,
   constexpr std::size_t Bc = attention_key_block;
   const std::size_t dp = attention_padded_dim<T>(head_dim);
   const long H = long(heads);
-#pragma omp parallel for if (count * heads * head_dim > (1u << 16))
+  SSM_OMP(parallel for if (count * heads * head_dim > (1u << 16)))
   for (long hh = 0; hh < H; ++hh) {
     const std::size_t h = std::size_t(hh);
     for (std::size_t t = 0; t < count; ++t) {
@@ -317,12 +317,12 @@ void flash_attention(const T* q, std::ptrdiff_t q_stride, std::size_t count,
   scratch.reserve(std::size_t(threads));
   for (int i = 0; i < threads; ++i) scratch.emplace_back(std::min(Br, count), R, dh, dp);
 
-#pragma omp parallel num_threads(threads) if (threads > 1)
+  SSM_OMP(parallel num_threads(threads) if (threads > 1))
   {
     AttentionScratch<T>& buf = scratch[std::size_t(thread_index())];
     // Later query blocks see more keys: hand them out first (longest
     // processing time first), one at a time.
-#pragma omp for schedule(dynamic, 1)
+    SSM_OMP(for schedule(dynamic, 1))
     for (long t = 0; t < tasks; ++t) {
       const std::size_t qb = q_blocks - 1 - std::size_t(t) / H;
       const std::size_t h = std::size_t(t) % H;

@@ -77,8 +77,8 @@ void matvec(const RowMatrixXf& W, const float* bias, const float* X, std::ptrdif
             std::size_t n, float* Y, std::ptrdiff_t ldy, int threads) {
   const std::size_t out = std::size_t(W.rows()), in = std::size_t(W.cols());
   if (n == 0 || out == 0) return;
-  const int nt = out * in >= (std::size_t(1) << 16) ? resolve_threads(threads) : 1;
-#pragma omp parallel num_threads(nt) if (nt > 1)
+  [[maybe_unused]] const int nt = out * in >= (std::size_t(1) << 16) ? resolve_threads(threads) : 1;
+  SSM_OMP(parallel num_threads(nt) if (nt > 1))
   {
     const std::size_t j = std::size_t(thread_index()), m = std::size_t(team_size());
     // rows split in multiples of 4, so the kernel's grouping is the same

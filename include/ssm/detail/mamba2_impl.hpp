@@ -2,6 +2,7 @@
 #pragma once
 
 #include <ssm/mamba2.hpp>
+#include <ssm/detail/omp.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -272,7 +273,7 @@ void Mamba2LM::step(const std::int32_t* tokens, Mamba2Cache* const* caches,
   detail::ensure_size(ws.out, B, Eigen::Index(dm));
   embed(tokens, batch, ws.hidden.data(), std::ptrdiff_t(dm));
   const std::size_t jobs = batch * H;
-  const int nt = batch * ssm_per_layer >= (std::size_t(1) << 17) ? detail::resolve_threads(threads) : 1;
+  [[maybe_unused]] const int nt = batch * ssm_per_layer >= (std::size_t(1) << 17) ? detail::resolve_threads(threads) : 1;
   // The dense layers take all sequences at once (each weight read once per
   // step), in matrix-vector form so that each sequence's numbers are bitwise
   // those of stepping it alone; the conv and the SSM run per sequence on
@@ -293,10 +294,10 @@ void Mamba2LM::step(const std::int32_t* tokens, Mamba2Cache* const* caches,
                         ws.xbc.data() + std::ptrdiff_t(b * cd), std::ptrdiff_t(cd));
       std::copy_n(window + cd, conv_per_layer, conv);
     }
-#pragma omp parallel num_threads(nt) if (nt > 1)
+    SSM_OMP(parallel num_threads(nt) if (nt > 1))
     {
       thread_local detail::SsdScratch scratch;
-#pragma omp for schedule(static)
+      SSM_OMP(for schedule(static))
       for (std::ptrdiff_t j = 0; j < std::ptrdiff_t(jobs); ++j) {
         const std::size_t b = std::size_t(j) / H, h = std::size_t(j) % H;
         const SsdArgs a = ssd_args(l, 1, ws.xbc.data() + std::ptrdiff_t(b * cd),

@@ -5,6 +5,16 @@
 #include <omp.h>
 #endif
 
+// SSM_OMP(parallel for ...) is `#pragma omp parallel for ...` with OpenMP and
+// nothing without, so that a build without it gets no -Wunknown-pragmas
+// from these headers.
+#ifdef _OPENMP
+#define SSM_OMP_STRING(...) #__VA_ARGS__
+#define SSM_OMP(...) _Pragma(SSM_OMP_STRING(omp __VA_ARGS__))
+#else
+#define SSM_OMP(...)
+#endif
+
 namespace ssm::detail {
 
 // Threads to use when the caller asked for `requested` (<= 0: OpenMP's

@@ -88,19 +88,19 @@ class SsdChunked {
   };
 
   // C B^T for every group and chunk, then each head through the window.
-  void run_window(std::size_t w0, std::size_t Lw, int threads) {
+  void run_window(std::size_t w0, std::size_t Lw, [[maybe_unused]] int threads) {
     w0_ = w0;
     Lw_ = Lw;
     nc_ = (Lw + Q_ - 1) / Q_;
     CB_.resize(s_.G * nc_ * Q_ * Q_);
     const auto groups_x_chunks = std::ptrdiff_t(s_.G * nc_), heads = std::ptrdiff_t(s_.H);
-#pragma omp parallel num_threads(threads) if (threads > 1)
+    SSM_OMP(parallel num_threads(threads) if (threads > 1))
     {
       thread_local Scratch w;
-#pragma omp for schedule(static)
+      SSM_OMP(for schedule(static))
       for (std::ptrdiff_t j = 0; j < groups_x_chunks; ++j)
         chunk_CB(std::size_t(j) / nc_, std::size_t(j) % nc_);
-#pragma omp for schedule(static)
+      SSM_OMP(for schedule(static))
       for (std::ptrdiff_t h = 0; h < heads; ++h) {
         const std::size_t NP = s_.N * s_.P;
         w.states.resize((nc_ + 1) * NP);
