@@ -5,12 +5,10 @@
 // mamba2_naive.hpp); and against itself: step == forward, recurrent ==
 // chunked prefill, batched == alone, caches that fork and resume. (The SSM
 // op alone: test_ssd.cpp.)
-#include <ssm/generate.hpp>
-#include <ssm/io/npy.hpp>
 #include <ssm/mamba2.hpp>
 
+#include "lm_checks.hpp"
 #include "reference/mamba2_naive.hpp"
-#include "util.hpp"
 
 #include <cmath>
 #include <filesystem>
@@ -21,43 +19,7 @@
 
 namespace {
 
-using Rows = ssm::detail::RowMatrixXf;
-
-std::string data(const std::string& rel) { return std::string(SSM_TEST_DATA_DIR) + "/" + rel; }
-
-std::vector<std::int32_t> ids(const std::vector<std::int64_t>& v) {
-  return std::vector<std::int32_t>(v.begin(), v.end());
-}
-
-// Logits of every position of one sequence through the parallel path.
-Rows all_logits(const ssm::Mamba2LM& m, const std::vector<std::int32_t>& tokens,
-                ssm::Mamba2Cache* final_cache = nullptr) {
-  ssm::Mamba2Cache cache = m.new_cache();
-  ssm::Mamba2Workspace ws;
-  Rows logits(Eigen::Index(tokens.size()), m.config().vocab_size);
-  m.forward(tokens.data(), tokens.size(), cache, logits.data(), tokens.size(), ws);
-  if (final_cache) *final_cache = cache;
-  return logits;
-}
-
-// The same positions through the recurrent step, one token at a time.
-Rows stepped_logits(const ssm::Mamba2LM& m, const std::vector<std::int32_t>& tokens,
-                    ssm::Mamba2Cache* final_cache = nullptr) {
-  ssm::Mamba2Cache cache = m.new_cache();
-  ssm::Mamba2Cache* caches[] = {&cache};
-  ssm::Mamba2Workspace ws;
-  Rows logits(Eigen::Index(tokens.size()), m.config().vocab_size);
-  for (std::size_t t = 0; t < tokens.size(); ++t)
-    m.step(&tokens[t], caches, 1, logits.row(Eigen::Index(t)).data(), ws);
-  if (final_cache) *final_cache = cache;
-  return logits;
-}
-
-// transformers' float32 logits against ours: well under 1e-4 of their scale
-// (the README of the references); we hold 2e-5.
-constexpr double logit_tolerance = 2e-5;
-
-double rel(const Rows& a, const Rows& b) { return test::rel_err(a, b); }
+using namespace test;
 
 // Logits of input_ids.npy by both prefill forms and the step path.
 void check_reference(const std::string& folder) {
@@ -76,9 +38,9 @@ void check_reference(const std::string& folder) {
     for (const auto form : {ssm::Mamba2Prefill::recurrent, ssm::Mamba2Prefill::chunked}) {
       m.prefill = form;
       INFO("chunked " << (form == ssm::Mamba2Prefill::chunked));
-      CHECK(rel(all_logits(m, seq), theirs) <= logit_tolerance);
+      CHECK(rel_err(all_logits(m, seq), theirs) <= logit_tolerance);
     }
-    CHECK(rel(stepped_logits(m, seq), theirs) <= logit_tolerance);
+    CHECK(rel_err(stepped_logits(m, seq), theirs) <= logit_tolerance);
   }
 }
 
@@ -88,19 +50,11 @@ void check_reference(const std::string& folder) {
 void check_greedy(const std::string& folder, const std::string& variant = "") {
   const ssm::Mamba2LM m = ssm::Mamba2LM::load(folder);
   const auto V = m.config().vocab_size;
-  int prompts = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(folder)) {
-    const std::string name = entry.path().filename().string();
-    if (name.rfind("greedy_prompt", 0) != 0) continue;
-    ++prompts;
-    const std::string suffix = name.substr(std::string("greedy_prompt").size());
-    const auto prompt = ids(ssm::io::load_npy(entry.path().string()).values<std::int64_t>());
-    const auto expect = ids(ssm::io::load_npy(folder + "/greedy_tokens" + variant + suffix).values<std::int64_t>());
-    const std::vector<std::int32_t> want(expect.begin() + std::ptrdiff_t(prompt.size()), expect.end());
-    INFO(folder << " " << name << variant);
+  const int prompts = for_each_greedy_prompt(folder, variant, [&](const auto& prompt, const auto& want,
+                                                                  const std::string& suffix) {
     CHECK(ssm::generate(m, {prompt}, want.size())[0] == want);
     const std::string logits_file = folder + "/greedy_logits" + variant + suffix;
-    if (!std::filesystem::exists(logits_file)) continue;  // (mamba2-tiny has none)
+    if (!std::filesystem::exists(logits_file)) return;  // (mamba2-tiny has none)
     const auto step_logits = ssm::io::load_npy(logits_file);
     // decode logits: the prompt's last position, then one step per token
     const Rows theirs = Eigen::Map<const Rows>(step_logits.values<float>().data(),
@@ -112,8 +66,8 @@ void check_greedy(const std::string& folder, const std::string& variant = "") {
     m.forward(prompt.data(), prompt.size(), cache, ours.row(0).data(), 1, ws);
     for (Eigen::Index i = 1; i < ours.rows(); ++i)
       m.step(&want[std::size_t(i - 1)], caches, 1, ours.row(i).data(), ws);
-    CHECK(rel(ours, theirs) <= logit_tolerance);
-  }
+    CHECK(rel_err(ours, theirs) <= logit_tolerance);
+  });
   CHECK(prompts > 0);
 }
 
@@ -178,12 +132,6 @@ Rows oracle_logits(const ssm::Mamba2LM& m, const std::vector<std::int32_t>& toke
   return out;
 }
 
-std::vector<std::int32_t> random_tokens(std::size_t n, std::int64_t vocab) {
-  std::vector<std::int32_t> t(n);
-  for (auto& x : t) x = std::int32_t(std::uniform_int_distribution<std::int64_t>(0, vocab - 1)(test::rng()));
-  return t;
-}
-
 // A scratch checkpoint folder: config.json and one F32 model.safetensors
 // written by hand (8-byte header length, JSON header, raw data).
 struct TempCheckpoint {
@@ -239,7 +187,7 @@ TEST_CASE("the double-precision model agrees with transformers", "[mamba2][oracl
   const std::int64_t L = input.shape[1], V = m.config().vocab_size;
   const std::vector<std::int32_t> seq(tokens.begin(), tokens.begin() + L);
   const Rows theirs = Eigen::Map<const Rows>(logits.values<float>().data(), L, V);
-  CHECK(rel(oracle_logits(m, seq), theirs) <= logit_tolerance);
+  CHECK(rel_err(oracle_logits(m, seq), theirs) <= logit_tolerance);
 }
 
 TEST_CASE("the per-group gated norm matches its double-precision oracle", "[mamba2][norm]") {
@@ -252,10 +200,10 @@ TEST_CASE("the per-group gated norm matches its double-precision oracle", "[mamb
   m.norm = ssm::Mamba2Norm::per_group;
   const auto seq = random_tokens(GENERATE(1, 13, 40), m.config().vocab_size);
   const Rows want = oracle_logits(m, seq);
-  CHECK(rel(all_logits(m, seq), want) <= logit_tolerance);
-  CHECK(rel(stepped_logits(m, seq), want) <= logit_tolerance);
+  CHECK(rel_err(all_logits(m, seq), want) <= logit_tolerance);
+  CHECK(rel_err(stepped_logits(m, seq), want) <= logit_tolerance);
   m.norm = ssm::Mamba2Norm::whole;
-  CHECK(rel(all_logits(m, seq), want) > 1e-2);
+  CHECK(rel_err(all_logits(m, seq), want) > 1e-2);
 }
 
 TEST_CASE("state-spaces checkpoints load with their own conventions", "[mamba2][io]") {
@@ -274,10 +222,10 @@ TEST_CASE("state-spaces checkpoints load with their own conventions", "[mamba2][
   ssm::Mamba2LM m = ssm::Mamba2LM::load(ck.dir);
   CHECK(m.norm == ssm::Mamba2Norm::per_group);
   const auto seq = random_tokens(20, 128);
-  CHECK(rel(all_logits(m, seq), oracle_logits(m, seq)) <= logit_tolerance);
+  CHECK(rel_err(all_logits(m, seq), oracle_logits(m, seq)) <= logit_tolerance);
   m.norm = ssm::Mamba2Norm::whole;
   const ssm::Mamba2LM hf = ssm::Mamba2LM::load(data("ref/m2_groups"));
-  CHECK(rel(all_logits(m, seq), all_logits(hf, seq)) == 0);
+  CHECK(rel_err(all_logits(m, seq), all_logits(hf, seq)) == 0);
 }
 
 TEST_CASE("recurrent and chunked prefill agree on a model with heads of 64, N = 128", "[mamba2]") {
@@ -294,55 +242,27 @@ TEST_CASE("recurrent and chunked prefill agree on a model with heads of 64, N = 
   m.prefill = ssm::Mamba2Prefill::chunked;
   const Rows k = all_logits(m, seq, &chunked);
   const Rows s = stepped_logits(m, seq, &stepped);
-  CHECK(rel(k, r) <= logit_tolerance);
-  CHECK(rel(s, r) <= logit_tolerance);
+  CHECK(rel_err(k, r) <= logit_tolerance);
+  CHECK(rel_err(s, r) <= logit_tolerance);
   // the same final states, to rounding (the layers' inputs differ by it)
   auto vec = [](const std::vector<float>& x) {
     return Eigen::Map<const Eigen::VectorXf>(x.data(), Eigen::Index(x.size()));
   };
-  CHECK(test::rel_err(vec(chunked.conv), vec(rec.conv)) <= logit_tolerance);
-  CHECK(test::rel_err(vec(stepped.conv), vec(rec.conv)) <= logit_tolerance);
-  CHECK(test::rel_err(vec(chunked.ssm), vec(rec.ssm)) <= logit_tolerance);
-  CHECK(test::rel_err(vec(stepped.ssm), vec(rec.ssm)) <= logit_tolerance);
+  CHECK(rel_err(vec(chunked.conv), vec(rec.conv)) <= logit_tolerance);
+  CHECK(rel_err(vec(stepped.conv), vec(rec.conv)) <= logit_tolerance);
+  CHECK(rel_err(vec(chunked.ssm), vec(rec.ssm)) <= logit_tolerance);
+  CHECK(rel_err(vec(stepped.ssm), vec(rec.ssm)) <= logit_tolerance);
   CHECK(rec.tokens == std::int64_t(seq.size()));
 }
 
 TEST_CASE("Mamba-2 batched generation gives each sequence its tokens alone", "[mamba2][generate]") {
-  const ssm::Mamba2LM m = ssm::Mamba2LM::load(data("ref/m2_bias"));
-  std::vector<std::vector<std::int32_t>> prompts;
-  for (const std::size_t len : {1, 7, 3, 12, 5, 2}) prompts.push_back(random_tokens(len, m.config().vocab_size));
-  ssm::SamplingOptions greedy, sampled;
-  sampled.temperature = 0.8f;
-  sampled.top_k = 20;
-  sampled.seed = 99;
-  for (const auto& opt : {greedy, sampled}) {
-    const auto together = ssm::generate(m, prompts, 10, opt);
-    for (std::size_t i = 0; i < prompts.size(); ++i) {
-      INFO("prompt " << i << " temperature " << opt.temperature);
-      CHECK(together[i] == ssm::generate(m, {prompts[i]}, 10, opt)[0]);
-    }
-  }
+  check_batched_generation(ssm::Mamba2LM::load(data("ref/m2_bias")));
 }
 
 TEST_CASE("Mamba-2 caches fork, resume and take several tokens at once", "[mamba2][cache]") {
   ssm::Mamba2LM m = ssm::Mamba2LM::load(data("ref/m2_long"));
   m.prefill = GENERATE(ssm::Mamba2Prefill::recurrent, ssm::Mamba2Prefill::chunked);
-  const auto seq = random_tokens(45, 128);
-  const Rows whole = all_logits(m, seq);
-  ssm::Mamba2Workspace ws;
-  const std::size_t split = GENERATE(1, 3, 16, 17, 44);
-  ssm::Mamba2Cache cache = m.new_cache();
-  Rows first(Eigen::Index(split), 128), rest(Eigen::Index(seq.size() - split), 128);
-  m.forward(seq.data(), split, cache, first.data(), split, ws);
-  const ssm::Mamba2Cache saved = cache;  // a value: fork it
-  m.forward(seq.data() + split, seq.size() - split, cache, rest.data(), seq.size() - split, ws);
-  CHECK(rel(rest, whole.bottomRows(rest.rows())) <= 1e-5);
-  CHECK(cache.tokens == std::int64_t(seq.size()));
-  ssm::Mamba2Cache resumed = saved;
-  ssm::Mamba2Cache* caches[] = {&resumed};
-  Eigen::VectorXf row(128);
-  m.step(&seq[split], caches, 1, row.data(), ws);
-  CHECK(test::rel_err(row.transpose(), whole.row(Eigen::Index(split))) <= 1e-5);
+  check_fork_resume(m, random_tokens(45, 128), GENERATE(1, 3, 16, 17, 44));
 }
 
 TEST_CASE("Mamba2LM rejects bad tokens, foreign caches and bad checkpoints", "[mamba2][errors]") {
@@ -414,6 +334,6 @@ TEST_CASE("Mamba-2 hidden states: after each layer, then the final norm", "[mamb
   REQUIRE(hidden.size() == std::size_t(m.config().n_layer + 1));
   for (const Rows& h : hidden) CHECK((h.rows() == 23 && h.cols() == m.config().d_model));
   const Rows via_head = hidden.back() * m.head().transpose();
-  CHECK(rel(via_head, logits) <= 1e-6);
-  CHECK(rel(logits, all_logits(m, seq)) <= 1e-6);
+  CHECK(rel_err(via_head, logits) <= 1e-6);
+  CHECK(rel_err(logits, all_logits(m, seq)) <= 1e-6);
 }
