@@ -4,6 +4,7 @@
 // step path == parallel path, batched == alone, caches that fork and resume.
 #include <ssm/mamba.hpp>
 
+#include "arch.hpp"
 #include "lm_checks.hpp"
 
 #include <filesystem>
@@ -101,4 +102,53 @@ TEST_CASE("MambaLM rejects bad tokens and foreign caches", "[mamba][errors]") {
                       Catch::Matchers::Contains("a Mamba-2 checkpoint"));
   REQUIRE_THROWS_WITH(ssm::MambaLM::load(data("no-such-model")),
                       Catch::Matchers::Contains("no such folder"));
+}
+
+TEST_CASE("the decode matrix-vector kernel against a double-precision product", "[mamba][linear]") {
+  // ssm::detail::linear for a few rows of X (the decode path): every shape
+  // around the kernel's groups of 8 (or 4) rows of W and its SIMD width,
+  // rows of X and Y padded (not aligned), 1 to 3 threads (which take part
+  // from 2^16 weights: 1001 x 100); each row of Y the same bits whether its
+  // row of X came alone or with others.
+  const std::size_t out = GENERATE(1, 7, 8, 9, 31, 200, 1001), in = GENERATE(1, 15, 16, 17, 100);
+  const std::size_t n = GENERATE(1, 2, 3, 4, 5, 8);
+  const int threads = GENERATE(1, 2, 3);
+  const Rows W = test::random_matrix<float>(Eigen::Index(out), Eigen::Index(in));
+  const Eigen::VectorXf bias = test::random_matrix<float>(Eigen::Index(out), 1);
+  const std::ptrdiff_t ldx = std::ptrdiff_t(in) + 3, ldy = std::ptrdiff_t(out) + 5;
+  std::vector<float> X(n * std::size_t(ldx) + 1);
+  for (auto& v : X) v = test::uniform<float>();
+  // the product, and the sum of its terms' magnitudes (the scale of float's
+  // rounding errors, which a sum that cancels would hide)
+  Eigen::MatrixXd want(n, out);
+  double scale = 0;
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t o = 0; o < out; ++o) {
+      double s = bias(Eigen::Index(o)), m = std::abs(s);
+      for (std::size_t k = 0; k < in; ++k) {
+        const double t = double(W(Eigen::Index(o), Eigen::Index(k))) * X[1 + i * std::size_t(ldx) + k];
+        s += t, m += std::abs(t);
+      }
+      want(Eigen::Index(i), Eigen::Index(o)) = s;
+      scale = std::max(scale, m);
+    }
+  test::for_each_width([&](auto arch) {
+    using Arch = decltype(arch);
+    INFO("out " << out << " in " << in << " n " << n << " threads " << threads << " arch " << Arch::name());
+    std::vector<float> Y(n * std::size_t(ldy) + 1), alone(Y.size());
+    ssm::detail::linear<Arch>(W, bias.data(), X.data() + 1, ldx, n, Y.data() + 1, ldy, threads);
+    for (std::size_t i = 0; i < n; ++i)
+      ssm::detail::linear<Arch>(W, bias.data(), X.data() + 1 + i * std::size_t(ldx), ldx, 1,
+                                alone.data() + 1 + i * std::size_t(ldy), ldy, threads);
+    const Eigen::Map<const Eigen::MatrixXf, 0, Eigen::OuterStride<>> got(Y.data() + 1, Eigen::Index(out), Eigen::Index(n),
+                                                                         Eigen::OuterStride<>(ldy));
+    CHECK((got.transpose().cast<double>() - want).cwiseAbs().maxCoeff() <= 2e-7 * double(in + 1) * scale);
+    // Bitwise where xsimd's fma is one instruction. SSE2 has none: in a build
+    // with FMA, GCC contracts its a * b + c into one in some instantiations
+    // and not in others (the kernel for 1 row of X and for 2 differ).
+#ifdef __FMA__
+    if (!std::is_same<Arch, xsimd::sse2>::value)
+#endif
+      CHECK(Y == alone);
+  });
 }
