@@ -19,7 +19,9 @@ using RowMatrixXf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::
 // Up to 4 input rows at once, R rows of W at a time: every W element is read
 // once for all of them. Each output is the same sum in the same order
 // whatever the number of inputs, so a batched decode step gives bitwise the
-// results of decoding each sequence alone.
+// results of decoding each sequence alone (where the arch's fma is one
+// instruction: an emulated a * b + c may be contracted in one instantiation
+// and not in another).
 //
 // Reading W is the whole cost. A row of a checkpoint's matrix is a few KiB,
 // and the hardware prefetchers stop at every 4 KiB page, so the kernel
