@@ -80,10 +80,11 @@ double timed_read(const std::vector<float>& buf, int threads, std::size_t ahead)
 // The read bandwidth of `threads` threads, in bytes per second: the best of
 // several ways of streaming 1 GiB (each thread's share as 1, 2, 4 or 8
 // streams side by side; hardware prefetch alone, or software prefetch 1 KiB
-// or 16 KiB ahead), measured once per thread count. One stream alone
-// reaches only ~60% of it on one Zen 5 core (25 vs ~40 GB/s): the hardware
-// prefetchers stop at each 4 KiB page, and more streams or a software
-// prefetch keep more lines in flight.
+// or 16 KiB ahead), measured once per thread count. One stream alone read
+// 25 GB/s on one Zen 5 core where the best of these read 34
+// (bench/RESULTS.md, "The decode roof"): the hardware prefetchers stop at
+// each 4 KiB page, and more streams or a software prefetch keep more lines
+// in flight.
 inline double read_bandwidth(int threads) {
   static double cached[65] = {};
   if (cached[threads] > 0) return cached[threads];
