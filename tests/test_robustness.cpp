@@ -11,6 +11,7 @@
 #include <ssm/mamba2.hpp>
 #include <ssm/sampling.hpp>
 
+#include "lm_checks.hpp"
 #include "malformed.hpp"
 #include "util.hpp"
 
@@ -105,39 +106,23 @@ TEST_CASE("MambaLM and generate() on empty input", "[robustness][empty]") {
 
 // forward() over a prompt of three slices (it takes 1024 tokens at a time,
 // the cache carrying the state across), logits asked from inside the
-// first: each row equals step() fed the tokens one at a time. ws: what
-// both ran in, for the caller to check that it holds one slice.
+// first: each row equals step() fed the tokens one at a time, and so does
+// the final state. ws: what forward() ran in, for the caller to check that
+// it holds one slice.
 template <class Model>
 void check_long_prompt(const Model& m, typename Model::Workspace& ws) {
-  const std::size_t n = 2600, rows = 1700, V = std::size_t(m.config().vocab_size);
-  std::vector<std::int32_t> tokens(n);
-  std::uniform_int_distribution<std::int32_t> token(0, std::int32_t(V) - 1);
-  for (auto& t : tokens) t = token(test::rng());
+  const std::size_t n = 2600, rows = 1700;
+  const auto tokens = test::random_tokens(n, m.config().vocab_size);
   auto cache = m.new_cache();
-  std::vector<float> logits(rows * V);
+  test::Rows logits(Eigen::Index(rows), m.config().vocab_size);
   m.forward(tokens.data(), n, cache, logits.data(), rows, ws);
   CHECK(cache.tokens == std::int64_t(n));
-
   auto stepped = m.new_cache();
-  auto* caches = &stepped;
-  std::vector<float> one(V);
-  double diff = 0, scale = 0;
-  for (std::size_t t = 0; t < n; ++t) {
-    m.step(&tokens[t], &caches, 1, one.data(), ws);
-    if (t < n - rows) continue;
-    const float* row = logits.data() + (t - (n - rows)) * V;
-    for (std::size_t v = 0; v < V; ++v) {
-      diff = std::max(diff, double(std::abs(row[v] - one[v])));
-      scale = std::max(scale, double(std::abs(one[v])));
-    }
-  }
-  CHECK(diff <= 2e-5 * scale);
-  double state_diff = 0, state_scale = 0;
-  for (std::size_t i = 0; i < cache.ssm.size(); ++i) {
-    state_diff = std::max(state_diff, double(std::abs(cache.ssm[i] - stepped.ssm[i])));
-    state_scale = std::max(state_scale, double(std::abs(stepped.ssm[i])));
-  }
-  CHECK(state_diff <= 2e-5 * state_scale);
+  const test::Rows want = test::stepped_logits(m, tokens, &stepped);
+  CHECK(test::rel_err(logits, want.bottomRows(Eigen::Index(rows))) <= 2e-5);
+  using Vec = Eigen::Map<const Eigen::VectorXf>;
+  CHECK(test::rel_err(Vec(cache.ssm.data(), Eigen::Index(cache.ssm.size())),
+                      Vec(stepped.ssm.data(), Eigen::Index(stepped.ssm.size()))) <= 2e-5);
 }
 
 TEST_CASE("a long prompt runs in slices: the same logits as step by step", "[robustness][huge]") {
