@@ -78,9 +78,12 @@ int for_each_greedy_prompt(const std::string& folder, const std::string& variant
     ++prompts;
     const std::string suffix = name.substr(std::string("greedy_prompt").size());
     const auto prompt = ids(ssm::io::load_npy(entry.path().string()).values<std::int64_t>());
-    const auto expect = ids(ssm::io::load_npy(folder + "/greedy_tokens" + variant + suffix).values<std::int64_t>());
+    const auto expect =
+        ids(ssm::io::load_npy(folder + "/greedy_tokens" + variant + suffix).values<std::int64_t>());
     INFO(folder << " " << name << variant);
-    f(prompt, std::vector<std::int32_t>(expect.begin() + std::ptrdiff_t(prompt.size()), expect.end()), suffix);
+    const std::vector<std::int32_t> continuation(expect.begin() + std::ptrdiff_t(prompt.size()),
+                                                 expect.end());
+    f(prompt, continuation, suffix);
   }
   return prompts;
 }
@@ -90,7 +93,8 @@ int for_each_greedy_prompt(const std::string& folder, const std::string& variant
 template <class Model>
 void check_batched_generation(const Model& m) {
   std::vector<std::vector<std::int32_t>> prompts;
-  for (const std::size_t len : {1, 7, 3, 12, 5, 2}) prompts.push_back(random_tokens(len, m.config().vocab_size));
+  for (const std::size_t len : {1, 7, 3, 12, 5, 2})
+    prompts.push_back(random_tokens(len, m.config().vocab_size));
   ssm::SamplingOptions greedy, sampled;
   sampled.temperature = 0.8f;
   sampled.top_k = 20;

@@ -52,9 +52,10 @@ void check_reference(const std::string& folder) {
 // Greedy continuation of each greedy_prompt*.npy equals transformers' tokens.
 void check_greedy(const std::string& folder) {
   const ssm::MambaLM m = ssm::MambaLM::load(folder);
-  const int prompts = for_each_greedy_prompt(folder, "", [&](const auto& prompt, const auto& want, const auto&) {
-    CHECK(ssm::generate(m, {prompt}, want.size())[0] == want);
-  });
+  const int prompts =
+      for_each_greedy_prompt(folder, "", [&](const auto& prompt, const auto& want, const auto&) {
+        CHECK(ssm::generate(m, {prompt}, want.size())[0] == want);
+      });
   CHECK(prompts > 0);
 }
 
@@ -140,8 +141,8 @@ TEST_CASE("the decode matrix-vector kernel against a double-precision product", 
     for (std::size_t i = 0; i < n; ++i)
       ssm::detail::linear<Arch>(W, bias.data(), X.data() + 1 + i * std::size_t(ldx), ldx, 1,
                                 alone.data() + 1 + i * std::size_t(ldy), ldy, threads);
-    const Eigen::Map<const Eigen::MatrixXf, 0, Eigen::OuterStride<>> got(Y.data() + 1, Eigen::Index(out), Eigen::Index(n),
-                                                                         Eigen::OuterStride<>(ldy));
+    using Strided = Eigen::Map<const Eigen::MatrixXf, 0, Eigen::OuterStride<>>;
+    const Strided got(Y.data() + 1, Eigen::Index(out), Eigen::Index(n), Eigen::OuterStride<>(ldy));
     CHECK((got.transpose().cast<double>() - want).cwiseAbs().maxCoeff() <= 2e-7 * double(in + 1) * scale);
     // Bitwise where xsimd's fma is one instruction. SSE2 has none: in a build
     // with FMA, GCC contracts its a * b + c into one in some instantiations

@@ -134,7 +134,8 @@ class SelectiveScanPlan {
     const bool fast = non_positive_ && (p.delta_softplus || deltas_non_negative(p));
     const std::size_t jobs = p.batch * blocks_.size();
     // below ~2^17 updates (~25 us) a parallel region costs more than it saves
-    [[maybe_unused]] const int nt = p.batch * p.L * p.D * p.N >= (std::size_t(1) << 17) ? detail::resolve_threads(threads) : 1;
+    [[maybe_unused]] const int nt =
+        p.batch * p.L * p.D * p.N >= (std::size_t(1) << 17) ? detail::resolve_threads(threads) : 1;
     SSM_OMP(parallel for num_threads(nt) schedule(static) if (nt > 1))
     for (std::ptrdiff_t i = 0; i < std::ptrdiff_t(jobs); ++i)
       run_block(p, std::size_t(i) / blocks_.size(), blocks_[std::size_t(i) % blocks_.size()], fast);

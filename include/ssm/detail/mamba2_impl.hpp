@@ -273,7 +273,8 @@ void Mamba2LM::step(const std::int32_t* tokens, Mamba2Cache* const* caches,
   detail::ensure_size(ws.out, B, Eigen::Index(dm));
   embed(tokens, batch, ws.hidden.data(), std::ptrdiff_t(dm));
   const std::size_t jobs = batch * H;
-  [[maybe_unused]] const int nt = batch * ssm_per_layer >= (std::size_t(1) << 17) ? detail::resolve_threads(threads) : 1;
+  [[maybe_unused]] const int nt =
+      batch * ssm_per_layer >= (std::size_t(1) << 17) ? detail::resolve_threads(threads) : 1;
   // The dense layers take all sequences at once (each weight read once per
   // step), in matrix-vector form so that each sequence's numbers are bitwise
   // those of stepping it alone; the conv and the SSM run per sequence on
