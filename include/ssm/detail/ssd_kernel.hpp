@@ -69,7 +69,7 @@ struct SsdHead {
 
 // Per-thread scratch of the recurrent form, grown once.
 struct SsdScratch {
-  std::vector<float> y, su, sy, mult, bs;
+  std::vector<float> y, su, sy, mult, bs, x, C;
   std::vector<unsigned char> renorm;
 };
 
@@ -240,16 +240,33 @@ inline void prefetch_head_rows(const SsdHead& h, std::size_t t0, std::size_t n, 
   }
 }
 
+// Rows [0, n) of `width` floats, `stride` apart, into `to`, back to back.
+template <class Arch>
+void pack_rows(const float* from, std::ptrdiff_t stride, std::size_t n, std::size_t width, float* to) {
+  using batch = xsimd::batch<float, Arch>;
+  for (std::size_t i = 0; i < n; ++i, from += stride, to += width) {
+    std::size_t m = 0;
+    for (; m + batch::size <= width; m += batch::size) batch::load_unaligned(from + m).store_unaligned(to + m);
+    for (; m < width; ++m) to[m] = from[m];
+  }
+}
+
 // Steps [t0, t0 + n) of a head (n <= ssd_time_block): the step sizes and
 // the scales s (a running sum; one exp2 per step, vectorized), the scaled
-// B, then the tiles. c: log2 s, carried from block to block.
+// B, then the tiles. c: log2 s, carried from block to block. The tiles
+// read x (packed here) and C (`C_packed`: the block's rows of C packed by
+// the caller, n x N, or null to read them in place) from contiguous
+// buffers: each pass of a tile over the strided rows touched 2 pages per
+// step, 128 per block, more than the L1 TLB holds (1.05x-1.12x on Zen 5).
 template <class Arch>
-void ssd_head_block(const SsdHead& h, std::size_t t0, std::size_t n, float& c, SsdScratch& s) {
+void ssd_head_block(const SsdHead& h, std::size_t t0, std::size_t n, float& c, SsdScratch& s,
+                    const float* C_packed = nullptr) {
   using batch = xsimd::batch<float, Arch>;
   constexpr std::size_t W = batch::size;
   const std::size_t T = ssd_time_block;
   s.y.resize(T * h.P);
   s.bs.resize(T * h.N);
+  s.x.resize(T * h.P);
   s.su.resize(T);
   s.sy.resize(T);
   s.mult.resize(T);
@@ -286,15 +303,16 @@ void ssd_head_block(const SsdHead& h, std::size_t t0, std::size_t n, float& c, S
     const float* B = h.B + std::ptrdiff_t(t0 + i) * h.B_ts;
     for (std::size_t m = 0; m < h.N; ++m) s.bs[i * h.N + m] = B[m] * s.su[i];
   }
+  pack_rows<Arch>(h.x + std::ptrdiff_t(t0) * h.x_ts, h.x_ts, n, h.P, s.x.data());
   SsdBlock k;
   k.T = n;
   k.P = h.P;
   k.N = h.N;
-  k.x = h.x + std::ptrdiff_t(t0) * h.x_ts;
-  k.x_ts = h.x_ts;
+  k.x = s.x.data();
+  k.x_ts = std::ptrdiff_t(h.P);
   k.bs = s.bs.data();
-  k.C = h.C + std::ptrdiff_t(t0) * h.C_ts;
-  k.C_ts = h.C_ts;
+  k.C = C_packed ? C_packed : h.C + std::ptrdiff_t(t0) * h.C_ts;
+  k.C_ts = C_packed ? std::ptrdiff_t(h.N) : h.C_ts;
   k.sy = s.sy.data();
   k.renorm = s.renorm.data();
   k.mult = s.mult.data();
@@ -309,19 +327,30 @@ void ssd_head_block(const SsdHead& h, std::size_t t0, std::size_t n, float& c, S
 
 // Heads [j0, j1) of `heads(j)` over all their steps, time block by time
 // block, every head within a block: the rows of x, B, C and y of a block are
-// read and written once for all the heads. carry: one float per head.
+// read and written once for all the heads, and a block's C is packed once
+// for the heads of a group. carry: one float per head.
 template <class Arch, class Heads>
 void ssd_heads_recurrent(const Heads& heads, std::size_t j0, std::size_t j1, std::size_t L,
                          std::vector<float>& carry, SsdScratch& s) {
   carry.assign(j1 - j0, 0.f);
-  for (std::size_t t0 = 0; t0 < L; t0 += ssd_time_block)
+  for (std::size_t t0 = 0; t0 < L; t0 += ssd_time_block) {
+    const float* packed = nullptr;  // the rows of C now in s.C
     for (std::size_t j = j0; j < j1; ++j) {
+      const SsdHead h = heads(j);
+      const std::size_t n = std::min(ssd_time_block, L - t0);
+      const float* C = h.C + std::ptrdiff_t(t0) * h.C_ts;
+      if (C != packed) {
+        s.C.resize(ssd_time_block * h.N);
+        pack_rows<Arch>(C, h.C_ts, n, h.N, s.C.data());
+        packed = C;
+      }
       // the next head's rows (and the next block's B and C), during this
       // head's block: strided rows the hardware prefetchers miss
       const std::size_t nj = j + 1 < j1 ? j + 1 : j0, nt0 = j + 1 < j1 ? t0 : t0 + ssd_time_block;
       if (nt0 < L) prefetch_head_rows(heads(nj), nt0, std::min(ssd_time_block, L - nt0), nt0 != t0);
-      ssd_head_block<Arch>(heads(j), t0, std::min(ssd_time_block, L - t0), carry[j - j0], s);
+      ssd_head_block<Arch>(h, t0, n, carry[j - j0], s, s.C.data());
     }
+  }
 }
 
 }  // namespace ssm::detail
