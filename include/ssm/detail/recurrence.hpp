@@ -253,7 +253,8 @@ void recurrence_scalar(const RecurrenceArgs<T>& r, T& h, T& prod, std::size_t L,
   if constexpr (Prod) prod = p;
 }
 
-// Lane i of the result holds x[i - S], lanes below S hold `fill`.
+// Lane i of a swizzle by ShiftIndex<S> holds lane i - S (lanes below S: lane
+// 0, which the callers mask off).
 template <std::size_t S>
 struct ShiftIndex {
   static constexpr unsigned get(unsigned i, unsigned) { return i >= S ? i - S : 0; }
@@ -262,28 +263,49 @@ struct LastLane {
   static constexpr unsigned get(unsigned, unsigned n) { return n - 1; }
 };
 
-template <std::size_t S, class batch>
-SSM_ALWAYS_INLINE batch shift_up(const batch& x, const batch& fill,
-                                 const typename batch::batch_bool_type& below_S) {
+// fma(a, b, c) where m, else c; and x * y where m, else x. On AVX-512 one
+// masked instruction each (the lane scan's blends cost as much as its
+// arithmetic: 1.2x the lane scan's throughput on Zen 5); a blend elsewhere.
+template <class batch>
+SSM_ALWAYS_INLINE batch fma_where(const typename batch::batch_bool_type& m, const batch& a,
+                                  const batch& b, const batch& c) {
+#if XSIMD_WITH_AVX512F
   using T = typename batch::value_type;
-  using index = xsimd::batch<xsimd::as_unsigned_integer_t<T>, typename batch::arch_type>;
-  return xsimd::select(below_S, fill,
-                       xsimd::swizzle(x, xsimd::make_batch_constant<index, ShiftIndex<S>>()));
+  if constexpr (std::is_base_of<xsimd::avx512f, typename batch::arch_type>::value) {
+    if constexpr (std::is_same<T, float>::value) return _mm512_mask3_fmadd_ps(a, b, c, m);
+    if constexpr (std::is_same<T, double>::value) return _mm512_mask3_fmadd_pd(a, b, c, m);
+  }
+#endif
+  return xsimd::select(m, xsimd::fma(a, b, c), c);
+}
+template <class batch>
+SSM_ALWAYS_INLINE batch mul_where(const typename batch::batch_bool_type& m, const batch& x,
+                                  const batch& y) {
+#if XSIMD_WITH_AVX512F
+  using T = typename batch::value_type;
+  if constexpr (std::is_base_of<xsimd::avx512f, typename batch::arch_type>::value) {
+    if constexpr (std::is_same<T, float>::value) return _mm512_mask_mul_ps(x, m, x, y);
+    if constexpr (std::is_same<T, double>::value) return _mm512_mask_mul_pd(x, m, x, y);
+  }
+#endif
+  return xsimd::select(m, x * y, x);
 }
 
 // Inclusive scan of the affine maps h -> a_i h + b_i across the lanes (lane i
 // becomes the composition of lanes 0..i): log2(W) doubling steps (Hillis &
-// Steele 1986), (a, b) <- (a * a', a * b' + b) with (a', b') shifted by S.
-// below[k] masks the lanes below 2^k.
+// Steele 1986), (a, b) <- (a * a', a * b' + b) with (a', b') shifted by S,
+// in the lanes from S up (from[k]: the lanes from 2^k up).
 template <std::size_t S = 1, class batch>
 SSM_ALWAYS_INLINE void scan_lanes(batch& a, batch& b,
-                                  const typename batch::batch_bool_type* below) {
+                                  const typename batch::batch_bool_type* from) {
   if constexpr (S < batch::size) {
-    const batch a_prev = shift_up<S>(a, batch(1), *below);
-    const batch b_prev = shift_up<S>(b, batch(0), *below);
-    b = xsimd::fma(a, b_prev, b);
-    a *= a_prev;
-    scan_lanes<2 * S>(a, b, below + 1);
+    using index = xsimd::batch<xsimd::as_unsigned_integer_t<typename batch::value_type>,
+                               typename batch::arch_type>;
+    constexpr auto shift = xsimd::make_batch_constant<index, ShiftIndex<S>>();
+    const batch a_prev = xsimd::swizzle(a, shift), b_prev = xsimd::swizzle(b, shift);
+    b = fma_where(*from, a, b_prev, b);
+    a = mul_where(*from, a, a_prev);
+    scan_lanes<2 * S>(a, b, from + 1);
   }
 }
 
@@ -303,13 +325,14 @@ void recurrence_contiguous(const RecurrenceArgs<T>& r, T& h, T& prod, std::size_
   alignas(64) T lane_of[W];
   for (std::size_t i = 0; i < W; ++i) lane_of[i] = T(i);
   const batch lane = batch::load_aligned(lane_of);
-  typename batch::batch_bool_type below[8];
-  for (std::size_t k = 0; (std::size_t(1) << k) < W; ++k) below[k] = lane < batch(T(1 << k));
+  typename batch::batch_bool_type from[8];
+  for (std::size_t k = 0; (std::size_t(1) << k) < W; ++k) from[k] = lane >= batch(T(1 << k));
 
   // The lane scan keeps the out-of-order window full of dependent work, so
-  // it runs too few steps ahead to hide memory latency: prefetch 4 KiB ahead
-  // (1.5x to 1.6x at 2^24 steps beyond the caches; tuned on Zen 5).
-  constexpr std::size_t ahead = 4096 / sizeof(T);
+  // it runs too few steps ahead to hide memory latency: prefetch 2 KiB ahead
+  // (tuned on Zen 5 at 2^22-2^24 steps beyond the caches: 1.5x-1.6x against
+  // none; 1.1x-1.2x against 4 KiB, the best before the masked lane scan).
+  constexpr std::size_t ahead = 2048 / sizeof(T);
   batch carry(h), p(T(1));
   std::size_t t = 0;
   for (; t + W <= L; t += W) {
@@ -320,7 +343,7 @@ void recurrence_contiguous(const RecurrenceArgs<T>& r, T& h, T& prod, std::size_
     }
     batch a = ConstA ? batch(r.a[0]) : batch::load_unaligned(r.a + t);
     batch b = batch::load_unaligned(r.b + t);
-    scan_lanes(a, b, below);
+    scan_lanes(a, b, from);
     const batch hv = xsimd::fma(a, carry, b);
     if constexpr (Store) hv.store_unaligned(r.out + t);
     if constexpr (Prod) p = flushed_product(p, xsimd::swizzle(a, last));
