@@ -326,8 +326,9 @@ void run_channel_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, T*
 // balances the rerun share measured in the previous super-block. Where
 // the outputs overwrite an input (out may alias b), pass 1 writes nothing
 // and pass 2 reruns the whole chunk. Products of a are flushed to zero
-// below sqrt(min normal) (flushed_product), so the result equals the
-// sequential one to rounding relative to the largest state of the sequence.
+// below sqrt(min normal) (flushed_product; one channel's lane scan checks
+// every 4 batches), so the result equals the sequential one to rounding
+// relative to the largest state of the sequence.
 template <class Arch, class T>
 void run_time_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, std::size_t C, T* h,
                        int threads) {
