@@ -333,7 +333,13 @@ void recurrence_contiguous(const RecurrenceArgs<T>& r, T& h, T& prod, std::size_
   // (tuned on Zen 5 at 2^22-2^24 steps beyond the caches: 1.5x-1.6x against
   // none; 1.1x-1.2x against 4 KiB, the best before the masked lane scan).
   constexpr std::size_t ahead = 2048 / sizeof(T);
-  batch carry(h), p(T(1));
+  // Each batch's states are stored after the next batch's loads: a store
+  // followed by a load 16-63 bytes above it modulo 4 KiB (a or b just below
+  // out, as consecutive heap blocks of a power-of-two size are) made the
+  // load wait on the store, 1.2x slower on Zen 5 (and 2.7x for the first of
+  // two threads in bench_scan_core); stored a batch later, every offset
+  // runs at the same speed. (out may alias b: the store is behind the loads.)
+  batch carry(h), p(T(1)), pending(T(0));
   std::size_t t = 0;
   for (; t + W <= L; t += W) {
     if (t + ahead < L) {
@@ -343,9 +349,11 @@ void recurrence_contiguous(const RecurrenceArgs<T>& r, T& h, T& prod, std::size_
     }
     batch a = ConstA ? batch(r.a[0]) : batch::load_unaligned(r.a + t);
     batch b = batch::load_unaligned(r.b + t);
+    if constexpr (Store)
+      if (t > 0) pending.store_unaligned(r.out + t - W);
     scan_lanes(a, b, from);
     const batch hv = xsimd::fma(a, carry, b);
-    if constexpr (Store) hv.store_unaligned(r.out + t);
+    if constexpr (Store) pending = hv;
     if constexpr (Prod) {
       // the flush (an and, a compare and a blend) on every batch made the
       // product's chain the longer of the two (the time-chunked scan's later
@@ -356,6 +364,8 @@ void recurrence_contiguous(const RecurrenceArgs<T>& r, T& h, T& prod, std::size_
     }
     carry = xsimd::swizzle(hv, last);
   }
+  if constexpr (Store)
+    if (t > 0) pending.store_unaligned(r.out + t - W);
   T s = carry.get(0), q = p.get(0);
   for (; t < L; ++t) {
     const T a_t = r.a[ConstA ? 0 : t];
