@@ -80,8 +80,7 @@ struct SsdScratch {
 // y's rows, often a multiple of 4 KiB apart, would share a few L1 sets).
 struct SsdBlock {
   std::size_t T = 0, P = 0, N = 0;
-  const float* x = nullptr;
-  std::ptrdiff_t x_ts = 0;
+  const float* x = nullptr;   // (T, P), packed
   const float* bs = nullptr;  // (T, N)
   const float* C = nullptr;
   std::ptrdiff_t C_ts = 0;
@@ -105,7 +104,7 @@ void ssd_tile(const SsdBlock& k, std::size_t n0, std::size_t p0, bool first, boo
   constexpr std::size_t W = batch::size;
   // operands in locals: the stores could otherwise alias k's fields
   const std::size_t T = k.T, P = k.P, N = k.N;
-  const std::ptrdiff_t x_ts = k.x_ts, C_ts = k.C_ts, y_ts = k.y_ts;
+  const std::ptrdiff_t C_ts = k.C_ts, y_ts = k.y_ts;
   const unsigned char* renorm = k.renorm;
   const float *mult = k.mult, *sy = k.sy;
   const batch D(k.D);
@@ -119,7 +118,7 @@ void ssd_tile(const SsdBlock& k, std::size_t n0, std::size_t p0, bool first, boo
   static_for<R>([&](auto r) {
     static_for<PV>([&](auto j) { g[r][j] = batch::load_unaligned(s0 + r * P + j * W); });
   });
-  for (std::size_t t = 0; t < T; ++t, x += x_ts, B += N, C += C_ts, partial += P, y += y_ts) {
+  for (std::size_t t = 0; t < T; ++t, x += P, B += N, C += C_ts, partial += P, y += y_ts) {
     if (renorm[t]) {
       const batch m(mult[t]);
       static_for<R>([&](auto r) { static_for<PV>([&](auto j) { g[r][j] *= m; }); });
@@ -156,7 +155,7 @@ inline void ssd_columns_scalar(const SsdBlock& k, std::size_t p0, std::size_t p1
   const std::size_t N = k.N;
   for (std::size_t p = p0; p < p1; ++p)
     for (std::size_t t = 0; t < k.T; ++t) {
-      const float x = k.x[std::ptrdiff_t(t) * k.x_ts + std::ptrdiff_t(p)];
+      const float x = k.x[t * k.P + p];
       const float* B = k.bs + t * N;
       const float* C = k.C + std::ptrdiff_t(t) * k.C_ts;
       float acc = 0;
@@ -190,7 +189,7 @@ void ssd_block(const SsdBlock& k) {
   if (k.N == 0) {  // no states: y = D x
     for (std::size_t t = 0; t < k.T; ++t)
       for (std::size_t p = 0; p < k.P; ++p)
-        k.y[std::ptrdiff_t(t) * k.y_ts + std::ptrdiff_t(p)] = k.D * k.x[std::ptrdiff_t(t) * k.x_ts + std::ptrdiff_t(p)];
+        k.y[std::ptrdiff_t(t) * k.y_ts + std::ptrdiff_t(p)] = k.D * k.x[t * k.P + p];
     return;
   }
   const std::size_t vectors = k.P / W;
@@ -309,7 +308,6 @@ void ssd_head_block(const SsdHead& h, std::size_t t0, std::size_t n, float& c, S
   k.P = h.P;
   k.N = h.N;
   k.x = s.x.data();
-  k.x_ts = std::ptrdiff_t(h.P);
   k.bs = s.bs.data();
   k.C = C_packed ? C_packed : h.C + std::ptrdiff_t(t0) * h.C_ts;
   k.C_ts = C_packed ? std::ptrdiff_t(h.N) : h.C_ts;
@@ -334,10 +332,10 @@ void ssd_heads_recurrent(const Heads& heads, std::size_t j0, std::size_t j1, std
                          std::vector<float>& carry, SsdScratch& s) {
   carry.assign(j1 - j0, 0.f);
   for (std::size_t t0 = 0; t0 < L; t0 += ssd_time_block) {
+    const std::size_t n = std::min(ssd_time_block, L - t0);
     const float* packed = nullptr;  // the rows of C now in s.C
     for (std::size_t j = j0; j < j1; ++j) {
       const SsdHead h = heads(j);
-      const std::size_t n = std::min(ssd_time_block, L - t0);
       const float* C = h.C + std::ptrdiff_t(t0) * h.C_ts;
       if (C != packed) {
         s.C.resize(ssd_time_block * h.N);
