@@ -3,6 +3,7 @@
 #pragma once
 
 #include <ssm/detail/omp.hpp>
+#include <ssm/detail/recurrence.hpp>  // the lane scan, for its ceiling
 
 #include <Eigen/Core>
 #include <xsimd/xsimd.hpp>
@@ -15,6 +16,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 namespace bench {
@@ -60,6 +62,50 @@ inline double fma_lanes_per_second(int threads) {
       batch sum(0.f);
       for (int k = 0; k < chains; ++k) sum += acc[k];
       sum.store_unaligned(sink.data() + std::size_t(ssm::detail::thread_index()) * batch::size);
+    }
+  }, 3);
+  return double(iters) * chains * batch::size * threads / s;
+}
+
+// Steps per second of one channel's lane scan (the scan core's kernel for a
+// single contiguous channel) with `threads` threads: its arithmetic alone
+// (scan_lanes, the carry's FMA and broadcast), in registers, on 6 chains
+// per thread with nothing to wait for. A single channel cannot run at one
+// FMA per step: its W steps in a batch need log2(W) doubling steps of two
+// shuffles and two multiplies, 18 vector operations per 16 steps on
+// AVX-512, and Zen 5 issues shuffles and FMAs at about the same rate.
+inline double lane_scan_steps_per_second(int threads) {
+  using batch = xsimd::batch<float>;
+  using index = xsimd::batch<std::uint32_t>;
+  constexpr int chains = 6;
+  const long iters = 1 << 20;
+  // a = 1, b = 0 keep every value exact (no subnormals), from memory so
+  // nothing folds
+  std::vector<float> init(std::size_t(threads) * batch::size * 2, 0.f);
+  for (std::size_t i = 0; i < init.size(); i += 2 * batch::size)
+    std::fill(init.begin() + std::ptrdiff_t(i), init.begin() + std::ptrdiff_t(i + batch::size), 1.f);
+  std::vector<float> sink(std::size_t(threads) * batch::size, 0.f);
+  const double s = best_time([&] {
+#pragma omp parallel num_threads(threads)
+    {
+      const std::size_t me = std::size_t(ssm::detail::thread_index());
+      const auto last = xsimd::make_batch_constant<index, ssm::detail::LastLane>();
+      const ssm::detail::LaneMasks<batch> masks;
+      batch a[chains], b[chains], carry[chains];
+      for (int k = 0; k < chains; ++k) {
+        a[k] = batch::load_unaligned(init.data() + me * 2 * batch::size);
+        b[k] = batch::load_unaligned(init.data() + (me * 2 + 1) * batch::size);
+        carry[k] = b[k];
+      }
+      for (long i = 0; i < iters; ++i)
+        ssm::detail::static_for<chains>([&](auto k) {
+          ssm::detail::scan_lanes(a[k], b[k], masks.from);
+          b[k] = xsimd::fma(a[k], carry[k], b[k]);
+          carry[k] = xsimd::swizzle(b[k], last);
+        });
+      batch sum(0.f);
+      for (int k = 0; k < chains; ++k) sum += a[k] + b[k];
+      sum.store_unaligned(sink.data() + me * batch::size);
     }
   }, 3);
   return double(iters) * chains * batch::size * threads / s;

@@ -309,6 +309,21 @@ SSM_ALWAYS_INLINE void scan_lanes(batch& a, batch& b,
   }
 }
 
+// The masks scan_lanes takes: from[k] holds the lanes from 2^k up. Built
+// at run time, once per call: GCC does not always inline the conversion of
+// xsimd's compile-time masks, which would then sit in the loop.
+template <class batch>
+struct LaneMasks {
+  typename batch::batch_bool_type from[8];
+  LaneMasks() {
+    using T = typename batch::value_type;
+    alignas(64) T lane_of[batch::size];
+    for (std::size_t i = 0; i < batch::size; ++i) lane_of[i] = T(i);
+    const batch lane = batch::load_aligned(lane_of);
+    for (std::size_t k = 0; (std::size_t(1) << k) < batch::size; ++k) from[k] = lane >= batch(T(1 << k));
+  }
+};
+
 // A single channel stored contiguously (stride 1), real T: one channel has
 // no parallelism across channels, so the time steps of a batch are combined
 // by scan_lanes and the carry from the previous batch applied with one FMA;
@@ -320,13 +335,7 @@ void recurrence_contiguous(const RecurrenceArgs<T>& r, T& h, T& prod, std::size_
   using index = xsimd::batch<xsimd::as_unsigned_integer_t<T>, Arch>;
   constexpr std::size_t W = batch::size;
   const auto last = xsimd::make_batch_constant<index, LastLane>();
-  // The lane masks, built once: GCC does not always inline the conversion
-  // of xsimd's compile-time masks, which would sit in the loop.
-  alignas(64) T lane_of[W];
-  for (std::size_t i = 0; i < W; ++i) lane_of[i] = T(i);
-  const batch lane = batch::load_aligned(lane_of);
-  typename batch::batch_bool_type from[8];
-  for (std::size_t k = 0; (std::size_t(1) << k) < W; ++k) from[k] = lane >= batch(T(1 << k));
+  const LaneMasks<batch> masks;
 
   // The lane scan keeps the out-of-order window full of dependent work, so
   // it runs too few steps ahead to hide memory latency: prefetch 2 KiB ahead
@@ -351,7 +360,7 @@ void recurrence_contiguous(const RecurrenceArgs<T>& r, T& h, T& prod, std::size_
     batch b = batch::load_unaligned(r.b + t);
     if constexpr (Store)
       if (t > 0) pending.store_unaligned(r.out + t - W);
-    scan_lanes(a, b, from);
+    scan_lanes(a, b, masks.from);
     const batch hv = xsimd::fma(a, carry, b);
     if constexpr (Store) pending = hv;
     if constexpr (Prod) {
