@@ -190,9 +190,10 @@ void recurrence_chains(const RecurrenceArgs<T>& r, const Chain<T>* ch, std::size
 // Wide rows: L steps of channels [w0, w1) of every group, each step sweeping
 // its row in address order, the states in h (or, emitting them, in the rows
 // of out: h holds the final ones) and the products in prod, n = w1 - w0
-// values per group, group after group. Chains walking a column of a wide row touch a new page every step,
-// one stream per row, which the hardware prefetchers do not follow; a sweep
-// reads and writes every array as a single stream. E is Emit::readout_first
+// values per group, group after group. Chains walking a column of a wide
+// row touch a new page every step, one stream per row, which the hardware
+// prefetchers do not follow; a sweep reads and writes every array as a
+// single stream. E is Emit::readout_first
 // for a readout: group 0 writes y, the others add to it.
 template <class Arch, bool ConstA, Emit E, bool Prod, class T>
 void recurrence_rows(const RecurrenceArgs<T>& r, std::size_t groups, std::size_t w0,
