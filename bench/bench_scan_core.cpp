@@ -34,17 +34,15 @@ struct Problem {
   }
 };
 
-double fma_ceiling(int threads) {
+// Measure(threads), measured once per thread count.
+template <double (*Measure)(int)>
+double once(int threads) {
   static double cached[65] = {};
-  if (cached[threads] == 0) cached[threads] = bench::fma_lanes_per_second(threads);
+  if (cached[threads] == 0) cached[threads] = Measure(threads);
   return cached[threads];
 }
-
-double lane_scan_ceiling(int threads) {
-  static double cached[65] = {};
-  if (cached[threads] == 0) cached[threads] = bench::lane_scan_steps_per_second(threads);
-  return cached[threads];
-}
+constexpr auto fma_ceiling = once<bench::fma_lanes_per_second>;
+constexpr auto lane_scan_ceiling = once<bench::lane_scan_steps_per_second>;
 
 // Items, the ceiling for this working set and thread count, and the share of
 // it that `seconds` of timed runs reached.

@@ -81,9 +81,7 @@ inline double lane_scan_steps_per_second(int threads) {
   const long iters = 1 << 20;
   // a = 1, b = 0 keep every value exact (no subnormals), from memory so
   // nothing folds
-  std::vector<float> init(std::size_t(threads) * batch::size * 2, 0.f);
-  for (std::size_t i = 0; i < init.size(); i += 2 * batch::size)
-    std::fill(init.begin() + std::ptrdiff_t(i), init.begin() + std::ptrdiff_t(i + batch::size), 1.f);
+  const std::vector<float> one(batch::size, 1.f), zero(batch::size, 0.f);
   std::vector<float> sink(std::size_t(threads) * batch::size, 0.f);
   const double s = best_time([&] {
 #pragma omp parallel num_threads(threads)
@@ -93,8 +91,8 @@ inline double lane_scan_steps_per_second(int threads) {
       const ssm::detail::LaneMasks<batch> masks;
       batch a[chains], b[chains], carry[chains];
       for (int k = 0; k < chains; ++k) {
-        a[k] = batch::load_unaligned(init.data() + me * 2 * batch::size);
-        b[k] = batch::load_unaligned(init.data() + (me * 2 + 1) * batch::size);
+        a[k] = batch::load_unaligned(one.data());
+        b[k] = batch::load_unaligned(zero.data());
         carry[k] = b[k];
       }
       for (long i = 0; i < iters; ++i)

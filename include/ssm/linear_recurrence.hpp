@@ -196,9 +196,9 @@ class RecurrencePlan {
   // chain's column would cross a page every step or two.
   static constexpr std::size_t kSweepBytes = 2048;
 
-  // The sweep keeps its states (and products) in a buffer of its own:
-  // stored every step, a cache line shared with another thread's channels
-  // would bounce between the cores every step.
+  // The sweep keeps its states (and products) in a buffer of its own, or
+  // in out's rows when it emits them: a cache line of `state` shared with
+  // another thread's channels would bounce between the cores every step.
   void run_rows(const RecurrenceArgs<T>& r, std::size_t w0, std::size_t w1, T* state, T* prod,
                 std::size_t len, bool write) const {
     const std::size_t n = w1 - w0;

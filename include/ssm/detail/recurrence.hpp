@@ -193,8 +193,8 @@ void recurrence_chains(const RecurrenceArgs<T>& r, const Chain<T>* ch, std::size
 // values per group, group after group. Chains walking a column of a wide
 // row touch a new page every step, one stream per row, which the hardware
 // prefetchers do not follow; a sweep reads and writes every array as a
-// single stream. E is Emit::readout_first
-// for a readout: group 0 writes y, the others add to it.
+// single stream. E is Emit::readout_first for a readout: group 0 writes y,
+// the others add to it.
 template <class Arch, bool ConstA, Emit E, bool Prod, class T>
 void recurrence_rows(const RecurrenceArgs<T>& r, std::size_t groups, std::size_t w0,
                      std::size_t w1, T* h, T* prod, std::size_t L) {
