@@ -56,18 +56,32 @@ auto widen(const T& x) {
     return double(x);
 }
 
+// max |b| over every entry.
+template <class B>
+double max_abs(const B& b) {
+  double m = 0;
+  for (Eigen::Index j = 0; j < b.cols(); ++j)
+    for (Eigen::Index i = 0; i < b.rows(); ++i) m = std::max(m, double(std::abs(widen(b(i, j)))));
+  return m;
+}
+
+// max |a - b| over every entry.
+template <class A, class B>
+double abs_err(const A& a, const B& b) {
+  REQUIRE(a.rows() == b.rows());
+  REQUIRE(a.cols() == b.cols());
+  double diff = 0;
+  for (Eigen::Index j = 0; j < b.cols(); ++j)
+    for (Eigen::Index i = 0; i < b.rows(); ++i)
+      diff = std::max(diff, double(std::abs(widen(a(i, j)) - widen(b(i, j)))));
+  return diff;
+}
+
 // max |a - b| / max |b|: the error relative to the reference's scale, which
 // is what floating-point evaluation can promise for every entry at once.
 template <class A, class B>
 double rel_err(const A& a, const B& b) {
-  REQUIRE(a.rows() == b.rows());
-  REQUIRE(a.cols() == b.cols());
-  double diff = 0, scale = 0;
-  for (Eigen::Index j = 0; j < b.cols(); ++j)
-    for (Eigen::Index i = 0; i < b.rows(); ++i) {
-      diff = std::max(diff, std::abs(widen(a(i, j)) - widen(b(i, j))));
-      scale = std::max(scale, std::abs(widen(b(i, j))));
-    }
+  const double diff = abs_err(a, b), scale = max_abs(b);
   return scale == 0 ? diff : diff / scale;
 }
 
