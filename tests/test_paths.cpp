@@ -79,12 +79,6 @@ naive::Mat<double> magnitudes(const naive::Mat<W>& m) {
   return r;
 }
 
-double largest(const naive::Mat<double>& m) {
-  double x = 0;
-  for (double v : m.v) x = std::max(x, v);
-  return x;
-}
-
 // Tolerances relative to the size of the terms summed (see
 // check_against_naive): rounding grows with the length of the recurrence
 // and the FFT; float keeps ~1e-7 per operation.
@@ -120,10 +114,10 @@ void check_against_naive(Index N, Index P, Index Q, Index L) {
   const auto u_abs = magnitudes(naive::from<W>(u));
   std::vector<double> x_abs(std::size_t(N), 0.0), zero(std::size_t(N), 0.0);
   for (Index i = 0; i < N; ++i) x_abs[std::size_t(i)] = std::abs(x0(i));
-  const double y_scale = largest(naive::recurrent(A_abs, B_abs, C_abs, D_abs, u_abs, x_abs));
-  const double x_scale = x_abs.empty() ? 0.0 : *std::max_element(x_abs.begin(), x_abs.end());
-  const double y0_scale = largest(naive::recurrent(A_abs, B_abs, C_abs, D_abs, u_abs, zero));
-  const double K_scale = largest(naive::kernel(A_abs, B_abs, C_abs, std::size_t(L)));
+  const double y_scale = test::max_abs(to_eigen(naive::recurrent(A_abs, B_abs, C_abs, D_abs, u_abs, x_abs)));
+  const double x_scale = test::max_abs(x0);
+  const double y0_scale = test::max_abs(to_eigen(naive::recurrent(A_abs, B_abs, C_abs, D_abs, u_abs, zero)));
+  const double K_scale = test::max_abs(to_eigen(naive::kernel(A_abs, B_abs, C_abs, std::size_t(L))));
   INFO("N=" << N << " P=" << P << " Q=" << Q << " L=" << L);
 
   SECTION("recurrent from a given state, returning the final state") {
