@@ -3,6 +3,7 @@
 
 #include <ssm/mamba2.hpp>
 #include <ssm/detail/omp.hpp>
+#include <ssm/detail/weights.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -56,48 +57,31 @@ inline Mamba2LM Mamba2LM::load(const std::string& folder) {
                              ": the time step limit must be >= 0, got " + std::to_string(c.dt_min_limit));
   const auto dm = c.d_model, di = c.d_inner, H = c.nheads, K = c.d_conv, cd = c.conv_dim();
 
-  auto finite = [&](const float* data, std::size_t n, const std::string& name) {
-    detail::require_finite(data, n, ck.file_path(name), name, "ssm::Mamba2LM");
-  };
-  auto matrix = [&](const std::string& name, std::int64_t rows, std::int64_t cols) {
-    detail::RowMatrixXf w = ck.matrix(name, rows, cols);
-    finite(w.data(), std::size_t(w.size()), name);
-    return w;
-  };
-  auto vector = [&](const std::string& name, std::int64_t n) {
-    Eigen::VectorXf v = ck.vector(name, n);
-    finite(v.data(), std::size_t(v.size()), name);
-    return v;
-  };
+  const detail::CheckedWeights w(ck, "ssm::Mamba2LM");
 
-  m.embedding_ = matrix(ck.find_first({"backbone.embeddings.weight", "backbone.embedding.weight"}),
-                        c.vocab_size, dm);
+  m.embedding_ = w.matrix(ck.find_first({"backbone.embeddings.weight", "backbone.embedding.weight"}),
+                          c.vocab_size, dm);
   for (std::int64_t i = 0; i < c.n_layer; ++i) {
     const std::string p = "backbone.layers." + std::to_string(i) + ".";
     Mamba2Layer l;
-    l.norm_weight = vector(p + "norm.weight", dm);
-    if (!c.rms_norm) l.norm_bias = vector(p + "norm.bias", dm);
+    l.norm_weight = w.vector(p + "norm.weight", dm);
+    if (!c.rms_norm) l.norm_bias = w.vector(p + "norm.bias", dm);
     const std::string mx = p + "mixer.";
-    l.in_proj = matrix(mx + "in_proj.weight", c.in_proj_size(), dm);
-    if (c.bias) l.in_proj_bias = vector(mx + "in_proj.bias", c.in_proj_size());
-    {  // (conv_dim, 1, K) -> (K, conv_dim)
-      const std::vector<float> w = ck.load(mx + "conv1d.weight", {cd, 1, K});
-      finite(w.data(), w.size(), mx + "conv1d.weight");
-      l.conv_weight = Eigen::Map<const detail::RowMatrixXf>(w.data(), cd, K).transpose();
-    }
-    if (c.conv_bias) l.conv_bias = vector(mx + "conv1d.bias", cd);
-    l.dt_bias = vector(mx + "dt_bias", H);
-    l.A = detail::negative_exp(vector(mx + "A_log", H), ck.file_path(mx + "A_log"), mx + "A_log",
-                               "ssm::Mamba2LM");
-    l.D = vector(mx + "D", H);
-    if (c.gated_norm) l.gate_norm_weight = vector(mx + "norm.weight", di);
-    l.out_proj = matrix(mx + "out_proj.weight", dm, di);
-    if (c.bias) l.out_proj_bias = vector(mx + "out_proj.bias", dm);
+    l.in_proj = w.matrix(mx + "in_proj.weight", c.in_proj_size(), dm);
+    if (c.bias) l.in_proj_bias = w.vector(mx + "in_proj.bias", c.in_proj_size());
+    l.conv_weight = w.conv(mx + "conv1d.weight", cd, K);
+    if (c.conv_bias) l.conv_bias = w.vector(mx + "conv1d.bias", cd);
+    l.dt_bias = w.vector(mx + "dt_bias", H);
+    l.A = w.negative_exp(mx + "A_log", w.vector(mx + "A_log", H));
+    l.D = w.vector(mx + "D", H);
+    if (c.gated_norm) l.gate_norm_weight = w.vector(mx + "norm.weight", di);
+    l.out_proj = w.matrix(mx + "out_proj.weight", dm, di);
+    if (c.bias) l.out_proj_bias = w.vector(mx + "out_proj.bias", dm);
     m.layers_.push_back(std::move(l));
   }
-  m.norm_f_weight_ = vector("backbone.norm_f.weight", dm);
-  if (!c.rms_norm) m.norm_f_bias_ = vector("backbone.norm_f.bias", dm);
-  if (!c.tie_embeddings) m.lm_head_ = matrix("lm_head.weight", c.vocab_size, dm);
+  m.norm_f_weight_ = w.vector("backbone.norm_f.weight", dm);
+  if (!c.rms_norm) m.norm_f_bias_ = w.vector("backbone.norm_f.bias", dm);
+  if (!c.tie_embeddings) m.lm_head_ = w.matrix("lm_head.weight", c.vocab_size, dm);
   return m;
 }
 
@@ -305,7 +289,7 @@ void Mamba2LM::step(const std::int32_t* tokens, Mamba2Cache* const* caches,
                                    ws.proj.data() + std::ptrdiff_t(b) * ld + std::ptrdiff_t(di + cd), ld,
                                    caches[b]->ssm.data() + i * ssm_per_layer,
                                    ws.y.data() + std::ptrdiff_t(b * di));
-        float log2_scale = 0;
+        double log2_scale = 0;
         detail::ssd_head_block<Arch>(
             detail::ssd_head(a, 0, h, a.state + h * ssm_per_layer / H), 0, 1, log2_scale, scratch);
       }

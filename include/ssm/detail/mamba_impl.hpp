@@ -2,6 +2,7 @@
 #pragma once
 
 #include <ssm/mamba.hpp>
+#include <ssm/detail/weights.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -11,32 +12,6 @@
 namespace ssm {
 
 namespace detail {
-
-inline void require_finite(const float* data, std::size_t n, const std::string& file,
-                           const std::string& name, const char* where = "ssm::MambaLM") {
-  for (std::size_t i = 0; i < n; ++i)
-    if (!std::isfinite(data[i]))
-      throw std::runtime_error(std::string(where) + ": " + file + ": '" + name +
-                               "' has a non-finite value (" + std::to_string(data[i]) +
-                               " at element " + std::to_string(i) + ")");
-}
-
-// A = -exp(A_log) (Mamba's parametrization of a negative A), refusing an
-// A_log whose exp overflows float: the scan needs a finite A.
-template <class Derived>
-typename Derived::PlainObject negative_exp(const Eigen::DenseBase<Derived>& A_log,
-                                          const std::string& file, const std::string& name,
-                                          const char* where) {
-  const typename Derived::PlainObject A_log_values = A_log;
-  typename Derived::PlainObject A = -A_log_values.array().exp().matrix();
-  for (Eigen::Index k = 0; k < A.size(); ++k)
-    if (!std::isfinite(A.data()[k]))
-      throw std::runtime_error(std::string(where) + ": " + file + ": '" + name +
-                               "': exp(A_log) overflows float (" +
-                               std::to_string(A_log_values.data()[k]) + " at element " +
-                               std::to_string(k) + ")");
-  return A;
-}
 
 // A rows x cols matrix of uniform weights of variance 1 / cols (LeCun's
 // fan-in scale, that of trained weights), for random models.
@@ -68,49 +43,32 @@ inline MambaLM MambaLM::load(const std::string& folder) {
   const MambaConfig& c = m.cfg_;
   const auto dm = c.d_model, di = c.d_inner, N = c.d_state, K = c.d_conv, R = c.dt_rank;
 
-  auto matrix = [&](const std::string& name, std::int64_t rows, std::int64_t cols) {
-    detail::RowMatrixXf w = ck.matrix(name, rows, cols);
-    detail::require_finite(w.data(), std::size_t(w.size()), ck.file_path(name), name);
-    return w;
-  };
-  auto vector = [&](const std::string& name, std::int64_t n) {
-    Eigen::VectorXf v = ck.vector(name, n);
-    detail::require_finite(v.data(), std::size_t(v.size()), ck.file_path(name), name);
-    return v;
-  };
+  const detail::CheckedWeights w(ck, "ssm::MambaLM");
 
-  m.embedding_ = matrix(ck.find_first({"backbone.embeddings.weight", "backbone.embedding.weight"}),
-                        c.vocab_size, dm);
+  m.embedding_ = w.matrix(ck.find_first({"backbone.embeddings.weight", "backbone.embedding.weight"}),
+                          c.vocab_size, dm);
   for (std::int64_t i = 0; i < c.n_layer; ++i) {
     const std::string p = "backbone.layers." + std::to_string(i) + ".";
     MambaLayer l;
-    l.norm_weight = vector(p + "norm.weight", dm);
-    if (!c.rms_norm) l.norm_bias = vector(p + "norm.bias", dm);
+    l.norm_weight = w.vector(p + "norm.weight", dm);
+    if (!c.rms_norm) l.norm_bias = w.vector(p + "norm.bias", dm);
     const std::string mx = p + "mixer.";
-    l.in_proj = matrix(mx + "in_proj.weight", 2 * di, dm);
-    if (c.bias) l.in_proj_bias = vector(mx + "in_proj.bias", 2 * di);
-    {
-      // (d_inner, 1, K) -> (K, d_inner); the shape is checked before allocating
-      const std::vector<float> w = ck.load(mx + "conv1d.weight", {di, 1, K});
-      detail::require_finite(w.data(), w.size(), ck.file_path(mx + "conv1d.weight"), mx + "conv1d.weight");
-      l.conv_weight.resize(K, di);
-      for (std::int64_t d = 0; d < di; ++d)
-        for (std::int64_t k = 0; k < K; ++k) l.conv_weight(k, d) = w[std::size_t(d * K + k)];
-    }
-    if (c.conv_bias) l.conv_bias = vector(mx + "conv1d.bias", di);
-    l.x_proj = matrix(mx + "x_proj.weight", c.x_proj_size(), di);
-    l.dt_proj = matrix(mx + "dt_proj.weight", di, R);
-    l.dt_bias = vector(mx + "dt_proj.bias", di);
-    l.A = detail::negative_exp(matrix(mx + "A_log", di, N), ck.file_path(mx + "A_log"),
-                               mx + "A_log", "ssm::MambaLM");
-    l.D = vector(mx + "D", di);
-    l.out_proj = matrix(mx + "out_proj.weight", dm, di);
-    if (c.bias) l.out_proj_bias = vector(mx + "out_proj.bias", dm);
+    l.in_proj = w.matrix(mx + "in_proj.weight", 2 * di, dm);
+    if (c.bias) l.in_proj_bias = w.vector(mx + "in_proj.bias", 2 * di);
+    l.conv_weight = w.conv(mx + "conv1d.weight", di, K);
+    if (c.conv_bias) l.conv_bias = w.vector(mx + "conv1d.bias", di);
+    l.x_proj = w.matrix(mx + "x_proj.weight", c.x_proj_size(), di);
+    l.dt_proj = w.matrix(mx + "dt_proj.weight", di, R);
+    l.dt_bias = w.vector(mx + "dt_proj.bias", di);
+    l.A = w.negative_exp(mx + "A_log", w.matrix(mx + "A_log", di, N));
+    l.D = w.vector(mx + "D", di);
+    l.out_proj = w.matrix(mx + "out_proj.weight", dm, di);
+    if (c.bias) l.out_proj_bias = w.vector(mx + "out_proj.bias", dm);
     m.layers_.push_back(std::move(l));
   }
-  m.norm_f_weight_ = vector("backbone.norm_f.weight", dm);
-  if (!c.rms_norm) m.norm_f_bias_ = vector("backbone.norm_f.bias", dm);
-  if (!c.tie_embeddings) m.lm_head_ = matrix("lm_head.weight", c.vocab_size, dm);
+  m.norm_f_weight_ = w.vector("backbone.norm_f.weight", dm);
+  if (!c.rms_norm) m.norm_f_bias_ = w.vector("backbone.norm_f.bias", dm);
+  if (!c.tie_embeddings) m.lm_head_ = w.matrix("lm_head.weight", c.vocab_size, dm);
   m.prepare_scans();
   return m;
 }
