@@ -118,7 +118,7 @@ double run_case(const Shape& s, const Case& k) {
 
 // float sums of N products over a state that forgets at rate e^{dt A}: a
 // few ulps of the magnitudes involved, for both forms.
-constexpr double tolerance = 2e-6;
+constexpr double tolerance = 1e-6;
 
 }  // namespace
 

@@ -122,7 +122,8 @@ void ssd_recurrent(const SsdArgs& p, int threads = 0) {
   SSM_OMP(parallel num_threads(nt) if (nt > 1))
   {
     thread_local detail::SsdScratch scratch;
-    thread_local std::vector<float> carry, zero_states;
+    thread_local std::vector<double> carry;
+    thread_local std::vector<float> zero_states;
     // a contiguous range of (sequence, head) pairs per thread
     const std::size_t i = std::size_t(detail::thread_index()), m = std::size_t(detail::team_size());
     const std::size_t j0 = jobs * i / m, j1 = jobs * (i + 1) / m;

@@ -12,6 +12,8 @@
 // reset to 1 (g multiplied by it once) at the first step and whenever it
 // falls below 2^-32, so 1/s stays below 2^32: g's terms keep the relative
 // errors of h's, and nothing overflows that the true state would not.
+// log2 s is summed in double: a float sum near -32 is 2^-19 apart, which
+// put up to 1.3e-6 of error into each s, and each y, by itself.
 #pragma once
 
 #include <ssm/detail/exp.hpp>
@@ -73,7 +75,7 @@ struct SsdHead {
 // lines (N = 64: 1.05x-1.15x on Zen 5 and on an Emerald Rapids Xeon).
 struct SsdScratch {
   using Buffer = std::vector<float, xsimd::aligned_allocator<float, 64>>;
-  Buffer y, su, sy, mult, bs, x, C;
+  Buffer y, su, sy, sk, mult, bs, x, C;
   std::vector<unsigned char> renorm;
 };
 
@@ -255,14 +257,15 @@ void pack_rows(const float* from, std::ptrdiff_t stride, std::size_t n, std::siz
 }
 
 // Steps [t0, t0 + n) of a head (n <= ssd_time_block): the step sizes and
-// the scales s (a running sum; one exp2 per step, vectorized), the scaled
-// B, then the tiles. c: log2 s, carried from block to block. The tiles
+// the scales s (log2 s a running sum, then 2^k 2^r with k = round(log2 s)
+// and r the rest: both exact in float; one exp2 per step, vectorized), the
+// scaled B, then the tiles. c: log2 s, carried from block to block. The tiles
 // read x (packed here) and C (`C_packed`: the block's rows of C packed by
 // the caller, n x N, or null to read them in place) from contiguous
 // buffers: each pass of a tile over the strided rows touched 2 pages per
 // step, 128 per block, more than the L1 TLB holds (1.05x-1.12x on Zen 5).
 template <class Arch>
-void ssd_head_block(const SsdHead& h, std::size_t t0, std::size_t n, float& c, SsdScratch& s,
+void ssd_head_block(const SsdHead& h, std::size_t t0, std::size_t n, double& c, SsdScratch& s,
                     const float* C_packed = nullptr) {
   using batch = xsimd::batch<float, Arch>;
   constexpr std::size_t W = batch::size;
@@ -272,32 +275,36 @@ void ssd_head_block(const SsdHead& h, std::size_t t0, std::size_t n, float& c, S
   s.x.resize(T * h.P);
   s.su.resize(T);
   s.sy.resize(T);
+  s.sk.resize(T);
   s.mult.resize(T);
   s.renorm.resize(T);
-  const float A2 = h.A * log2e;
+  const double A2 = double(h.A) * 1.4426950408889634;  // A log2(e)
   for (std::size_t i = 0; i < n; ++i) s.su[i] = h.dt[std::ptrdiff_t(t0 + i) * h.dt_ts];
   step_sizes<Arch>(h.step, s.su.data(), n);
   for (std::size_t i = 0; i < n; ++i) {
-    const float next = c + s.su[i] * A2;
+    const double next = c + double(s.su[i]) * A2;
     // renormalize at the first step (then a single step is the direct
     // update) and when s falls below 2^-32; NaN renormalizes to NaN
-    s.renorm[i] = t0 + i == 0 || !(next >= ssd_scale_floor);
+    s.renorm[i] = t0 + i == 0 || !(next >= double(ssd_scale_floor));
     if (s.renorm[i]) {
-      s.mult[i] = std::exp2(next);
+      s.mult[i] = float(std::exp2(next));
       c = 0;
     } else {
       c = next;
     }
-    s.sy[i] = c;
+    const double k = std::nearbyint(c);
+    s.sk[i] = float(k);
+    s.sy[i] = float(c - k);
   }
-  std::size_t i = 0;  // s = 2^c, and dt / s scales B
+  std::size_t i = 0;  // s = 2^k 2^r, and dt / s scales B
   for (; i + W <= n; i += W) {
-    const batch sy = exp2_nonpositive<Arch>(batch::load_unaligned(s.sy.data() + i));
+    const batch sy = exp2_reduced(batch::load_unaligned(s.sy.data() + i)) *
+                     exp2_nonpositive<Arch>(batch::load_unaligned(s.sk.data() + i));
     sy.store_unaligned(s.sy.data() + i);
     (batch::load_unaligned(s.su.data() + i) / sy).store_unaligned(s.su.data() + i);
   }
   for (; i < n; ++i) {
-    s.sy[i] = std::exp2(s.sy[i]);
+    s.sy[i] = std::ldexp(std::exp2(s.sy[i]), int(s.sk[i]));
     s.su[i] /= s.sy[i];
   }
   // (dt / s) B, once per step and state: the tiles broadcast it from memory,
@@ -330,11 +337,11 @@ void ssd_head_block(const SsdHead& h, std::size_t t0, std::size_t n, float& c, S
 // Heads [j0, j1) of `heads(j)` over all their steps, time block by time
 // block, every head within a block: the rows of x, B, C and y of a block are
 // read and written once for all the heads, and a block's C is packed once
-// for the heads of a group. carry: one float per head.
+// for the heads of a group. carry: log2 s of each head.
 template <class Arch, class Heads>
 void ssd_heads_recurrent(const Heads& heads, std::size_t j0, std::size_t j1, std::size_t L,
-                         std::vector<float>& carry, SsdScratch& s) {
-  carry.assign(j1 - j0, 0.f);
+                         std::vector<double>& carry, SsdScratch& s) {
+  carry.assign(j1 - j0, 0.0);
   for (std::size_t t0 = 0; t0 < L; t0 += ssd_time_block) {
     const std::size_t n = std::min(ssd_time_block, L - t0);
     const float* packed = nullptr;  // the rows of C now in s.C
