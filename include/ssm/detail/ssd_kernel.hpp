@@ -18,7 +18,7 @@
 
 #include <ssm/detail/exp.hpp>
 #include <ssm/detail/recurrence.hpp>             // static_for, prefetch, SSM_ALWAYS_INLINE
-#include <ssm/detail/selective_scan_kernel.hpp>  // softplus, log2e
+#include <ssm/detail/selective_scan_kernel.hpp>  // softplus
 
 #include <xsimd/xsimd.hpp>
 
