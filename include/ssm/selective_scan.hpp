@@ -106,7 +106,6 @@ class SelectiveScanPlan {
       // the rest: the last W channels of the group, keeping only the new ones
       if (width % W) blocks_.push_back({g, g1 - W, W, W - width % W, true, 0});
     }
-    const float log2e = 1.44269504088896341f;
     non_positive_ = true;
     for (auto& b : blocks_) {
       b.a_offset = A2_.size();
@@ -114,7 +113,7 @@ class SelectiveScanPlan {
         for (std::size_t c = 0; c < b.width; ++c) {
           const float a = p.A[std::ptrdiff_t(b.c0 + c) * p.A_d_stride + std::ptrdiff_t(n) * p.A_n_stride];
           non_positive_ = non_positive_ && a <= 0;
-          A2_.push_back(a * log2e);
+          A2_.push_back(a * detail::log2e);
         }
     }
   }

@@ -52,7 +52,10 @@ SSM_ALWAYS_INLINE batch log1p_unit(const batch& e) {
   return (s + s) * p;
 }
 
-constexpr float log2e = 1.44269504088896341f;
+// log2(e): e^x = 2^(x log2 e). The double for sums that must not round at
+// each step (the Mamba-2 kernel's log2 of its scale).
+constexpr double log2e_double = 1.44269504088896340736;
+constexpr float log2e = float(log2e_double);
 
 // e^{-|x|} in (0, 1], through the non-positive exponential
 template <class Arch>

@@ -18,7 +18,7 @@
 
 #include <ssm/detail/exp.hpp>
 #include <ssm/detail/recurrence.hpp>             // static_for, prefetch, SSM_ALWAYS_INLINE
-#include <ssm/detail/selective_scan_kernel.hpp>  // softplus
+#include <ssm/detail/selective_scan_kernel.hpp>  // softplus, log2e_double
 
 #include <xsimd/xsimd.hpp>
 
@@ -278,7 +278,7 @@ void ssd_head_block(const SsdHead& h, std::size_t t0, std::size_t n, double& c, 
   s.sk.resize(T);
   s.mult.resize(T);
   s.renorm.resize(T);
-  const double A2 = double(h.A) * 1.4426950408889634;  // A log2(e)
+  const double A2 = double(h.A) * log2e_double;
   for (std::size_t i = 0; i < n; ++i) s.su[i] = h.dt[std::ptrdiff_t(t0 + i) * h.dt_ts];
   step_sizes<Arch>(h.step, s.su.data(), n);
   for (std::size_t i = 0; i < n; ++i) {
