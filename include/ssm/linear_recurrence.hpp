@@ -148,7 +148,7 @@ class RecurrencePlan {
           k = 0;
         };
         for (; c + W <= c1; c += W) {
-          if (k == 0) group = chain_group((c1 - c) / W, prod);
+          if (k == 0) group = chain_group((c1 - c) / W, prod != nullptr);
           ch[k++] = chain(r, c, state + c, nullptr);
           if (k == group) flush();
         }
