@@ -197,13 +197,14 @@ class RecurrencePlan {
   static constexpr std::size_t kSweepBytes = 2048;
 
   // The most chains run in lockstep: half the vector registers hold their
-  // states (32 registers with 64-byte batches, else 16; a complex batch
-  // takes two). A row of up to kChains batches then streams through whole,
-  // step after step, where groups of 4 walked a 256-byte column of it: one
-  // thread, Zen 5, 65536 x 256 floats 2.65 -> 3.4-3.5 G updates/s, 4096 x
-  // 128 6.4 -> 8.0.
-  static constexpr std::size_t kComplex = is_complex_scalar<T>::value ? 2 : 1;
-  static constexpr std::size_t kChains = (W * sizeof(T) / kComplex == 64 ? 16 : 8) / kComplex;
+  // states (32 registers with 64-byte batches, else 16). A row of up to
+  // kChains batches then streams through whole, step after step, where
+  // groups of 4 walked a 256-byte column of it: one thread, Zen 5, 65536 x
+  // 256 floats 2.65 -> 3.4-3.5 G updates/s, 4096 x 128 6.4 -> 8.0. Complex
+  // chains (two registers each) stay at 4: they gained 1.1x-1.15x, not
+  // worth compiling twice as many kernels.
+  static constexpr std::size_t kChains =
+      is_complex_scalar<T>::value ? 4 : W * sizeof(T) == 64 ? 16 : 8;
 
   // Batches in the next group of chains, `left` batches to go: the widest
   // group that fits (kChains, kChains / 2, ..., 4), else all that are left.
