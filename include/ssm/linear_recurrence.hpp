@@ -201,8 +201,8 @@ class RecurrencePlan {
   // kChains batches then streams through whole, step after step, where
   // groups of 4 walked a 256-byte column of it: one thread, Zen 5, 65536 x
   // 256 floats 2.65 -> 3.4-3.5 G updates/s, 4096 x 128 6.4 -> 8.0. Complex
-  // chains (two registers each) stay at 4: they gained 1.1x-1.15x, not
-  // worth compiling twice as many kernels.
+  // chains (two registers each) stay at 4: in groups of 8 they gained
+  // 1.1x-1.15x, for 3-4 s more of test_scan_core's sanitizer compile.
   static constexpr std::size_t kChains =
       is_complex_scalar<T>::value ? 4 : W * sizeof(T) == 64 ? 16 : 8;
 
