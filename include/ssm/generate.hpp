@@ -13,10 +13,10 @@
 
 namespace ssm {
 
-/// Timing of a generate() call.
+/// Token counts and timing of a generate() call, summed over the sequences.
 struct GenerationStats {
-  std::size_t prompt_tokens = 0, generated_tokens = 0;
-  double prefill_seconds = 0, decode_seconds = 0;
+  std::size_t prompt_tokens = 0, generated_tokens = 0;  ///< tokens read, tokens made
+  double prefill_seconds = 0, decode_seconds = 0;       ///< wall time of each phase
 };
 
 /// Generates up to max_new_tokens tokens after each prompt (prompts of any
@@ -24,7 +24,8 @@ struct GenerationStats {
 /// sequence, which are exactly those it gets when generated alone: no
 /// padding, each sequence keeps its own cache and sampler (same seed).
 /// stop_token (>= 0) ends a sequence once generated. Model must provide
-/// new_cache(), forward(), step() and config().vocab_size, as MambaLM does.
+/// the types Model::Cache and Model::Workspace, new_cache(), forward(),
+/// step() and config().vocab_size, as MambaLM and Mamba2LM do.
 template <class Model>
 std::vector<std::vector<std::int32_t>> generate(
     const Model& model, const std::vector<std::vector<std::int32_t>>& prompts,

@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cmath>
 #include <complex>
+#include <cstddef>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
@@ -40,6 +41,7 @@ struct Transition {
   Eigen::Matrix<Scalar, Eigen::Dynamic, 1> B;
   Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> P;
 
+  /// N, the order of the approximation
   Eigen::Index state_size() const { return A.rows(); }
 
   /// The continuous system x' = A x + B u, y = C x + D u, with C: Q x N and
@@ -180,7 +182,7 @@ Transition<Scalar> fout(Eigen::Index N) {
 /// Lambda: N, P: N x R, B: N, V: N x N.
 template <class Real>
 struct Nplr {
-  using Complex = std::complex<Real>;
+  using Complex = std::complex<Real>;  ///< the scalar of every member
   Eigen::Matrix<Complex, Eigen::Dynamic, 1> Lambda;
   Eigen::Matrix<Complex, Eigen::Dynamic, Eigen::Dynamic> P;
   Eigen::Matrix<Complex, Eigen::Dynamic, 1> B;
@@ -290,7 +292,7 @@ Nplr<Scalar> nplr(const Transition<Scalar>& t) {
 /// Lambda: M, P: M x R, B: M, V: N x M.
 template <class Real>
 struct Dplr {
-  using Complex = std::complex<Real>;
+  using Complex = std::complex<Real>;  ///< the scalar of every member
   Eigen::Matrix<Complex, Eigen::Dynamic, 1> Lambda;
   Eigen::Matrix<Complex, Eigen::Dynamic, Eigen::Dynamic> P;
   Eigen::Matrix<Complex, Eigen::Dynamic, 1> B;

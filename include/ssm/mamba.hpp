@@ -182,8 +182,8 @@ void run_prompt(const LmParts<Layer>& m, std::size_t n, std::size_t logit_rows, 
 /// threads, each with its own caches and workspace.
 class MambaLM {
  public:
-  using Cache = MambaCache;
-  using Workspace = MambaWorkspace;
+  using Cache = MambaCache;          ///< per-sequence state (generate() uses it)
+  using Workspace = MambaWorkspace;  ///< reusable buffers of forward() and step()
 
   /// Loads a Hugging Face checkpoint folder (transformers or state-spaces
   /// layout; F32, F16 or BF16; single file or sharded), checking every
@@ -195,8 +195,8 @@ class MambaLM {
   /// `seed`), for benchmarks and tests.
   static MambaLM random(const MambaConfig& config, std::uint64_t seed);
 
-  const MambaConfig& config() const { return cfg_; }
-  const std::vector<MambaLayer>& layers() const { return layers_; }
+  const MambaConfig& config() const { return cfg_; }                 ///< the shape
+  const std::vector<MambaLayer>& layers() const { return layers_; }  ///< the blocks' weights
 
   /// An empty cache: the state before the first token.
   MambaCache new_cache() const {

@@ -104,8 +104,8 @@ struct Mamba2Layer {
 /// generate() runs either.
 class Mamba2LM {
  public:
-  using Cache = Mamba2Cache;
-  using Workspace = Mamba2Workspace;
+  using Cache = Mamba2Cache;          ///< per-sequence state (generate() uses it)
+  using Workspace = Mamba2Workspace;  ///< reusable buffers of forward() and step()
 
   /// Loads a Hugging Face checkpoint folder (transformers or state-spaces
   /// layout; F32, F16 or BF16; single file or sharded), checking every
@@ -117,11 +117,12 @@ class Mamba2LM {
   /// `seed`), for benchmarks and tests.
   static Mamba2LM random(const Mamba2Config& config, std::uint64_t seed);
 
-  const Mamba2Config& config() const { return cfg_; }
-  const std::vector<Mamba2Layer>& layers() const { return layers_; }
+  const Mamba2Config& config() const { return cfg_; }                 ///< the shape
+  const std::vector<Mamba2Layer>& layers() const { return layers_; }  ///< the blocks' weights
   const detail::RowMatrixXf& embedding() const { return embedding_; }  ///< (vocab, d_model)
   /// (vocab, d_model): lm_head, or the embedding when tied
   const detail::RowMatrixXf& head() const { return lm_head_.size() ? lm_head_ : embedding_; }
+  /// (d_model): the final norm's weight
   const Eigen::VectorXf& norm_f_weight() const { return norm_f_weight_; }
   const Eigen::VectorXf& norm_f_bias() const { return norm_f_bias_; }  ///< empty with RMSNorm
 

@@ -39,10 +39,10 @@ namespace ssm {
 ///   D: H. The state of a channel is the first half of its paired state.
 template <class Scalar>
 struct S4 {
-  using Real = Scalar;
-  using Complex = std::complex<Scalar>;
-  using Vector = Eigen::Matrix<Real, Eigen::Dynamic, 1>;
-  using Modes = Eigen::Matrix<Complex, Eigen::Dynamic, Eigen::Dynamic>;
+  using Real = Scalar;                                                  ///< float or double
+  using Complex = std::complex<Scalar>;                                 ///< the modes' scalar
+  using Vector = Eigen::Matrix<Real, Eigen::Dynamic, 1>;                ///< one value per channel
+  using Modes = Eigen::Matrix<Complex, Eigen::Dynamic, Eigen::Dynamic>; ///< H x M: channels x modes
 
   Vector log_dt;
   Modes Lambda;
@@ -50,9 +50,9 @@ struct S4 {
   Modes B, C;
   Vector D;
 
-  Eigen::Index channels() const { return Lambda.rows(); }
-  Eigen::Index modes() const { return Lambda.cols(); }
-  Eigen::Index rank() const { return Eigen::Index(P.size()); }
+  Eigen::Index channels() const { return Lambda.rows(); }     ///< H
+  Eigen::Index modes() const { return Lambda.cols(); }        ///< M, modes per channel
+  Eigen::Index rank() const { return Eigen::Index(P.size()); }  ///< R, of the low-rank term
 };
 
 /// How recurrent() advances an S4 state.

@@ -48,37 +48,37 @@ namespace ssm {
 ///      dB = dt B / (1 - dt A/2); C and D unchanged, unlike scipy's).
 template <class Scalar>
 struct S4D {
-  using Real = Scalar;
-  using Complex = std::complex<Scalar>;
-  using Vector = Eigen::Matrix<Real, Eigen::Dynamic, 1>;
-  using Modes = Eigen::Matrix<Complex, Eigen::Dynamic, Eigen::Dynamic>;
+  using Real = Scalar;                                                  ///< float or double
+  using Complex = std::complex<Scalar>;                                 ///< the modes' scalar
+  using Vector = Eigen::Matrix<Real, Eigen::Dynamic, 1>;                ///< one value per channel
+  using Modes = Eigen::Matrix<Complex, Eigen::Dynamic, Eigen::Dynamic>; ///< H x N: channels x modes
 
   Vector log_dt;
   Modes A, B, C;
   Vector D;
   Method method = Method::zoh;
 
-  S4D() = default;
+  S4D() = default;  ///< no channels
   /// H channels of N modes, all zero (dt = 1).
   S4D(Eigen::Index H, Eigen::Index N)
       : log_dt(Vector::Zero(H)), A(Modes::Zero(H, N)), B(Modes::Zero(H, N)),
         C(Modes::Zero(H, N)), D(Vector::Zero(H)) {}
 
-  Eigen::Index channels() const { return A.rows(); }
-  Eigen::Index state_size() const { return A.cols(); }
+  Eigen::Index channels() const { return A.rows(); }    ///< H
+  Eigen::Index state_size() const { return A.cols(); }  ///< N, modes per channel
 };
 
 /// The discretized layer: x_t = dA .* x_{t-1} + dB u_t, y_t = 2 Re(C x_t) + D u_t
 /// per channel. dA, dB, C: H x N; D: H.
 template <class Scalar>
 struct S4DDiscrete {
-  using Real = Scalar;
-  using Complex = std::complex<Scalar>;
+  using Real = Scalar;                   ///< float or double
+  using Complex = std::complex<Scalar>;  ///< the modes' scalar
   Eigen::Matrix<Complex, Eigen::Dynamic, Eigen::Dynamic> dA, dB, C;
   Eigen::Matrix<Real, Eigen::Dynamic, 1> D;
 
-  Eigen::Index channels() const { return dA.rows(); }
-  Eigen::Index state_size() const { return dA.cols(); }
+  Eigen::Index channels() const { return dA.rows(); }    ///< H
+  Eigen::Index state_size() const { return dA.cols(); }  ///< N, modes per channel
 };
 
 /// The recurrent state of an S4D layer: H x N complex, zero at the start.

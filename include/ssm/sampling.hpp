@@ -30,6 +30,9 @@ struct SamplingOptions {
 /// uniform draws, not the implementation-defined std distributions).
 class Sampler {
  public:
+  /// Throws std::invalid_argument for options out of range: temperature
+  /// negative or not finite, top_k < 0, top_p outside (0, 1],
+  /// repetition_penalty not finite and > 0.
   explicit Sampler(const SamplingOptions& opt) : opt_(opt), rng_(opt.seed) {
     if (!(opt.temperature >= 0) || !std::isfinite(opt.temperature))
       fail("temperature must be >= 0, got " + std::to_string(opt.temperature));
@@ -43,7 +46,8 @@ class Sampler {
   /// The next token given the logits (vocab values; modified in place) and
   /// the tokens of the sequence so far (for the repetition penalty). Throws
   /// std::invalid_argument for an empty vocabulary, a NaN logit, a seen
-  /// token outside [0, vocab), and, when sampling, a largest logit that is
+  /// token outside [0, vocab) (read only when repetition_penalty != 1), and,
+  /// when sampling, a largest logit that is
   /// infinite (softmax is undefined there; torch.multinomial refuses too).
   std::int32_t next(float* logits, std::size_t vocab, const std::vector<std::int32_t>& seen) {
     if (vocab == 0) fail("the vocabulary is empty");

@@ -27,6 +27,7 @@ namespace ssm {
 /// place. Element [b, t, d] of a (batch, L, D) operand sits at
 /// data[b * batch_stride + t * time_stride + d]: channels contiguous.
 struct SelectiveScanArgs {
+  /// sequences, steps, channels, and states per channel (A is D x N)
   std::size_t batch = 1, L = 0, D = 0, N = 0;
   std::size_t groups = 1;  ///< B and C are shared by the D / groups channels of a group
 
@@ -249,9 +250,9 @@ struct SelectiveScanOptions {
   const Eigen::VectorXf* D = nullptr;           ///< (D): y += D u
   const Eigen::MatrixXf* z = nullptr;           ///< (L, D): y *= silu(z)
   const Eigen::VectorXf* delta_bias = nullptr;  ///< (D)
-  bool delta_softplus = false;
+  bool delta_softplus = false;                  ///< delta = softplus(delta + bias)
   Eigen::MatrixXf* state = nullptr;  ///< (D, N): initial state in, final state out
-  int threads = 0;
+  int threads = 0;                   ///< 0: OpenMP's maximum
 };
 
 /// One sequence in Mamba's layouts: u and delta (L, D), A (D, N), B and C

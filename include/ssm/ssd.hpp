@@ -30,6 +30,7 @@ namespace ssm {
 /// Element [b, t, h, p] of x and y sits at x[b * x_batch_stride +
 /// t * x_time_stride + h * head_dim + p]: heads and channels contiguous.
 struct SsdArgs {
+  /// sequences, steps, heads, channels per head (P) and states per head (N)
   std::size_t batch = 1, L = 0, heads = 0, head_dim = 0, N = 0;
   std::size_t groups = 1;  ///< heads / groups consecutive heads share B and C
 

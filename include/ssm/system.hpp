@@ -113,6 +113,7 @@ Continuous<Scalar, N, P, Q> to_dense(
   return dense;
 }
 
+/// The same discrete system with A as a dense (diagonal) matrix.
 template <class Scalar, int N, int P, int Q>
 Discrete<Scalar, N, P, Q> to_dense(const DiscreteDiagonal<Scalar, N, P, Q>& sys) {
   Discrete<Scalar, N, P, Q> dense;

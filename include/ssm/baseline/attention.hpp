@@ -143,6 +143,8 @@ class CausalSelfAttention {
  public:
   RowMatrix<Scalar> w_q, w_k, w_v, w_o;  ///< (d_model, d_model) each, zero at construction
 
+  /// Throws std::invalid_argument unless d_model is a positive multiple of
+  /// num_heads.
   CausalSelfAttention(Eigen::Index d_model, Eigen::Index num_heads)
       : d_model_(d_model), heads_(num_heads) {
     if (num_heads <= 0 || d_model <= 0 || d_model % num_heads != 0)
@@ -153,9 +155,9 @@ class CausalSelfAttention {
     for (auto* w : {&w_q, &w_k, &w_v, &w_o}) w->setZero(d_model, d_model);
   }
 
-  Eigen::Index d_model() const { return d_model_; }
-  Eigen::Index num_heads() const { return heads_; }
-  Eigen::Index head_dim() const { return d_model_ / heads_; }
+  Eigen::Index d_model() const { return d_model_; }            ///< the layer's width
+  Eigen::Index num_heads() const { return heads_; }            ///< heads
+  Eigen::Index head_dim() const { return d_model_ / heads_; }  ///< d_model / num_heads
 
   /// An empty cache for this layer, with room for `capacity` tokens.
   KvCache<Scalar> make_cache(Eigen::Index capacity = 0) const {

@@ -59,8 +59,8 @@ class KvCache {
     reserve(capacity);
   }
 
-  Eigen::Index num_heads() const { return Eigen::Index(heads_); }
-  Eigen::Index head_dim() const { return Eigen::Index(head_dim_); }
+  Eigen::Index num_heads() const { return Eigen::Index(heads_); }   ///< heads stored per token
+  Eigen::Index head_dim() const { return Eigen::Index(head_dim_); }  ///< values per head
   /// Tokens stored.
   Eigen::Index size() const { return Eigen::Index(size_); }
   /// Tokens it can hold before it reallocates.

@@ -28,6 +28,7 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace ssm::io {
@@ -35,7 +36,7 @@ namespace ssm::io {
 /// An open checkpoint folder (see the file comment). Move-only.
 class Checkpoint {
  public:
-  using Shape = std::vector<std::int64_t>;
+  using Shape = std::vector<std::int64_t>;  ///< a tensor's dimensions, outermost first
   /// Checkpoint matrices are row-major (PyTorch's layout): W is out x in.
   using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 

@@ -48,7 +48,7 @@ struct MambaConfig {
   bool conv_bias = true;        ///< use_conv_bias / conv_bias
   bool rms_norm = true;         ///< block norms are RMSNorm (else LayerNorm with bias)
   double norm_eps = 1e-5;       ///< layer_norm_epsilon (state-spaces: fixed 1e-5)
-  bool residual_in_fp32 = true;
+  bool residual_in_fp32 = true;  ///< read, no effect: every activation here is float32
   bool tie_embeddings = true;   ///< tie_word_embeddings / tie_embeddings: lm_head = embedding
 
   /// Rows of x_proj.weight: [dt | B | C].
@@ -64,7 +64,7 @@ struct MambaConfig {
 /// D [nheads], norm [d_inner], out_proj [d_model, d_inner].
 struct Mamba2Config {
   std::int64_t d_model = 0;     ///< hidden_size / d_model
-  std::int64_t n_layer = 0;
+  std::int64_t n_layer = 0;     ///< num_hidden_layers / n_layer
   std::int64_t vocab_size = 0;  ///< embedding rows (state-spaces: padded up)
   std::int64_t d_state = 128;   ///< state_size / d_state: N
   std::int64_t d_conv = 4;      ///< conv_kernel / d_conv
@@ -76,13 +76,13 @@ struct Mamba2Config {
   double dt_min_limit = 0;      ///< time_step_limit / dt_limit: dt is clamped
   double dt_max_limit = std::numeric_limits<double>::infinity();  ///< to [min, max]
   bool bias = false;            ///< use_bias / bias: in_proj and out_proj biases
-  bool conv_bias = true;
+  bool conv_bias = true;        ///< use_conv_bias / conv_bias
   bool gated_norm = true;       ///< y = RMSNorm_groups(y * silu(z)) before out_proj
                                 ///< (state-spaces rmsnorm; transformers: always)
   bool norm_before_gate = false;  ///< RMSNorm(y) * silu(z) instead (state-spaces only)
   bool rms_norm = true;         ///< block norms are RMSNorm (else LayerNorm)
   double norm_eps = 1e-5;       ///< layer_norm_epsilon (state-spaces: 1e-5)
-  bool residual_in_fp32 = true;
+  bool residual_in_fp32 = true;  ///< read, no effect: every activation here is float32
   bool tie_embeddings = false;  ///< transformers' default; state-spaces' is true
 
   /// Channels of the causal convolution: [x | B | C].

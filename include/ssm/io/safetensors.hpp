@@ -27,6 +27,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -124,7 +125,7 @@ class FileBytes {
 
 /// One tensor's entry in a safetensors header.
 struct TensorInfo {
-  DType dtype;
+  DType dtype;                      ///< its element type in the file
   std::vector<std::int64_t> shape;  ///< row-major (C order); [] for a scalar
   std::size_t begin, end;           ///< its bytes [begin, end) in the data area
 
