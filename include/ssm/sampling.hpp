@@ -32,7 +32,7 @@ class Sampler {
  public:
   /// Throws std::invalid_argument for options out of range: temperature
   /// negative or not finite, top_k < 0, top_p outside (0, 1],
-  /// repetition_penalty not finite and > 0.
+  /// repetition_penalty not a finite value > 0.
   explicit Sampler(const SamplingOptions& opt) : opt_(opt), rng_(opt.seed) {
     if (!(opt.temperature >= 0) || !std::isfinite(opt.temperature))
       fail("temperature must be >= 0, got " + std::to_string(opt.temperature));
