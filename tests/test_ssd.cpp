@@ -20,6 +20,7 @@ struct Shape {
   bool D, bias, softplus, state;
   double dt_min = 0, dt_max = INFINITY;
   double dt_hi = 3;  // raw dt drawn in [-4, dt_hi]
+  bool aligned_y = false;  // y's rows on 64-byte boundaries, else offset by a float
 };
 
 enum class Form { recurrent, chunked };
@@ -70,8 +71,8 @@ double run_case(const Shape& s, const Case& k) {
   std::vector<float> state = to_float(ref.state);
   state.insert(state.begin(), 0.f);  // unaligned
   // y rows wider than H P, NaN-filled: every output must be written
-  const std::size_t y_row = HP + 3;
-  std::vector<float> y(BL * y_row + 1, std::nanf(""));
+  const std::size_t y_row = s.aligned_y ? (HP + 16) / 16 * 16 : HP + 3, y_off = s.aligned_y ? 0 : 1;
+  std::vector<float, xsimd::aligned_allocator<float, 64>> y(BL * y_row + 1, std::nanf(""));
 
   ssm::SsdArgs p;
   p.batch = s.batch, p.L = s.L, p.heads = s.H, p.head_dim = s.P, p.N = s.N, p.groups = s.G;
@@ -87,7 +88,7 @@ double run_case(const Shape& s, const Case& k) {
   p.dt_softplus = s.softplus;
   p.dt_min = float(s.dt_min), p.dt_max = float(s.dt_max);
   if (s.state) p.state = state.data() + 1, p.state_batch_stride = std::ptrdiff_t(s.H * s.N * s.P);
-  p.y = y.data() + 1, p.y_batch_stride = std::ptrdiff_t(s.L * y_row), p.y_time_stride = std::ptrdiff_t(y_row);
+  p.y = y.data() + y_off, p.y_batch_stride = std::ptrdiff_t(s.L * y_row), p.y_time_stride = std::ptrdiff_t(y_row);
   // the chunked form at the default width only (compile time): its SIMD
   // parts, the scan core and exp2, are tested at each width in
   // test_scan_core and through the recurrent form
@@ -100,7 +101,7 @@ double run_case(const Shape& s, const Case& k) {
   double diff = 0, scale = 0;
   for (std::size_t i = 0; i < BL; ++i)
     for (std::size_t j = 0; j < HP; ++j) {
-      const float v = y[1 + i * y_row + j];
+      const float v = y[y_off + i * y_row + j];
       diff = std::max(diff, std::isnan(v) ? 1e30 : std::abs(v - y_ref[i * HP + j]));
       scale = std::max(scale, ref.y_magnitude[i * HP + j]);
     }
@@ -175,6 +176,18 @@ TEST_CASE("ssd: long sequences, fast decays, empty ones", "[ssd][long]") {
   const Shape empty{2, 0, 4, 16, 16, 1, true, true, true, true};  // the state as given
   CHECK(run_case(empty, {Form::recurrent}) <= 1e-7);  // float rounding of the state
   CHECK(run_case(empty, {Form::chunked, 8}) <= 1e-7);
+}
+
+TEST_CASE("ssd: outputs beyond 1 MiB, by streaming stores where aligned", "[ssd][long]") {
+  // head_dim 64: every head's rows of y aligned; 40: only some heads' rows
+  const std::size_t P = GENERATE(64, 40);
+  const int threads = GENERATE(1, 2);
+  Shape s{1, 1100, 8, P, 16, 2, true, true, true, true};
+  s.aligned_y = true;
+  test::for_each_width([&](auto arch) {
+    INFO("P=" << P << " threads=" << threads << " arch=" << decltype(arch)::name());
+    CHECK(run_case<decltype(arch)>(s, {Form::recurrent, 0, threads}) <= tolerance);
+  });
 }
 
 TEST_CASE("ssd: bad arguments", "[ssd][errors]") {
