@@ -20,12 +20,6 @@ using cd = std::complex<double>;
 template <class T>
 using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
 
-
-using Eigen::Index;
-using cd = std::complex<double>;
-template <class T>
-using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
-
 enum class Measure { legs, legt, lagt, fout };
 inline const char* const measure_names[] = {"legs", "legt", "lagt", "fout"};
 
