@@ -145,7 +145,8 @@ TEMPLATE_TEST_CASE("linear_recurrence: a NaN or Inf spoils its channel from its 
   // Inf in a meets h = 0 only if h_{t-1} = 0: the uniform draws make that impossible
   // |h| <= 10 (|a| <= 0.9, |b| <= 1): a few ulps of that
   const double tolerance = C == 5 ? 40 * double(std::numeric_limits<T>::epsilon()) : 0;
-  check_propagation(out, clean, [&](Eigen::Index i, Eigen::Index j) { return i >= t && j == c; },
+  // (structured bindings cannot be captured in C++17: clang rejects it)
+  check_propagation(out, clean, [t = t, c = c](Eigen::Index i, Eigen::Index j) { return i >= t && j == c; },
                     std::isnan(value), tolerance);
 }
 
