@@ -204,6 +204,23 @@ inline xsimd::batch<T, Arch> broadcast_max(xsimd::batch<T, Arch> x) {
   return x;
 }
 
+// xsimd 8.1's exp2 for double converts its rounded argument to int64 with a
+// scalar cast on targets without a vector one (AVX2, AVX-512F), undefined
+// behaviour for -inf (a masked score), NaN and |x| >= 2^63. Clamped to
+// [-1075, 1024] (beyond which 2^x is 0 or inf anyway), NaN put back after.
+// float converts with cvttps2dq, defined for every input, so it is left as is.
+template <class T, class Arch>
+inline xsimd::batch<T, Arch> exp2_any(xsimd::batch<T, Arch> x) {
+  using batch = xsimd::batch<T, Arch>;
+  if constexpr (sizeof(T) == 8) {
+    const batch lo(T(-1075)), hi(T(1024));
+    const batch clamped = xsimd::select(x > hi, hi, xsimd::select(x >= lo, x, lo));
+    return xsimd::select(x != x, x, xsimd::exp2(clamped));  // NaN fails x >= lo
+  } else {
+    return xsimd::exp2(x);
+  }
+}
+
 // The online-softmax update of Rows rows of base-2 scores s (Rows, Bc), in
 // place: s becomes p = 2^(s - m'), m and l are updated, alpha[r] = 2^(m - m').
 // Masked scores are -inf and give p = 0. Every row has seen a finite score
@@ -224,7 +241,7 @@ void attention_online_softmax(T* s, T* m, T* l, T* alpha) {
     T* row = s + r * Bc;
     batch sum(T(0));
     for (std::size_t j = 0; j < Bc; j += W) {
-      const batch p = xsimd::exp2(batch::load_aligned(row + j) - m_new[r]);
+      const batch p = exp2_any(batch::load_aligned(row + j) - m_new[r]);
       sum += p;
       p.store_aligned(row + j);
     }
