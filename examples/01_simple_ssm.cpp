@@ -4,7 +4,8 @@
 // into a discrete one (x_t = A_d x_{t-1} + B_d u_t, y_t = C x_t + D u_t) and
 // run over a sequence, one step at a time: the recurrence that S4 and Mamba
 // are built on.
-#include <ssm/ssm.hpp>
+#include <ssm/discretize.hpp>  // Continuous, discretize
+#include <ssm/scan.hpp>        // recurrent, step
 
 #include <Eigen/Eigenvalues>
 

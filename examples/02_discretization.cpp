@@ -10,7 +10,8 @@
 //   - forward Euler: first order, and unstable once dt is too large
 //     (|1 + dt lambda| > 1 for an eigenvalue lambda).
 //   - backward Euler: first order, stable for any dt.
-#include <ssm/ssm.hpp>
+#include <ssm/discretize.hpp>  // Continuous, Method, discretize
+#include <ssm/scan.hpp>        // recurrent
 
 #include <unsupported/Eigen/MatrixFunctions>
 

@@ -8,7 +8,9 @@
 //   - as a convolution: materialize the kernel K_k = C A^k B once, then
 //     y = K * u with FFTs in O(L log L): parallel over time: how S4 trains.
 // Both give the same numbers; which is faster depends on L and N.
-#include <ssm/ssm.hpp>
+#include <ssm/conv.hpp>        // kernel, convolve
+#include <ssm/discretize.hpp>  // ContinuousDiagonal, discretize
+#include <ssm/scan.hpp>        // recurrent
 
 #include <chrono>
 #include <cstdio>

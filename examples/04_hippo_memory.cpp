@@ -12,7 +12,9 @@
 // d steps back, through the best linear readout (ridge regression fitted on
 // one signal, scored on a fresh one). Same N, same dt, same readout; only A
 // and B differ.
-#include <ssm/ssm.hpp>
+#include <ssm/discretize.hpp>  // discretize
+#include <ssm/hippo.hpp>       // hippo::legs, hippo::legt
+#include <ssm/scan.hpp>        // recurrent
 
 #include <Eigen/Cholesky>
 #include <Eigen/QR>

@@ -9,7 +9,7 @@
 //     thousand.
 // Peak memory is the growth of the process's resident set (VmHWM, reset per
 // phase through /proc/self/clear_refs; Linux).
-#include <ssm/ssm.hpp>
+#include <ssm/s4d.hpp>  // S4D, make_s4d, convolve, recurrent, step
 
 #include <chrono>
 #include <cstdio>

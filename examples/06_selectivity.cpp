@@ -12,8 +12,8 @@
 //   - A time-invariant SSM with the same K states must treat every token
 //     alike: whatever its decays (we search a grid) and readout (fitted by
 //     least squares on training streams), the filler washes over the marks.
-#include <ssm/ssm.hpp>
-#include <ssm/selective_scan.hpp>
+#include <ssm/scan.hpp>            // recurrent
+#include <ssm/selective_scan.hpp>  // selective_scan, SelectiveScanArgs
 
 #include <Eigen/Dense>
 
