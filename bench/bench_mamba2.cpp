@@ -3,6 +3,7 @@
 //   BM_SsdRecurrent: the recurrent kernel in state updates per second
 //       (one update: one element of a head's P x N state, one step) against
 //       the FMA ceiling, two FMAs per update (the update and the readout);
+//   BM_SsdTile:      the same kernel's inner loop alone, operands in cache;
 //   BM_SsdChunked:   the chunked (SSD) form on the same problems, updates/s
 //       of the equivalent recurrence, for the crossover over L and N;
 //   BM_Prefill, BM_Decode: a mamba2-130m-shaped random model (d_model 768,
@@ -14,6 +15,7 @@
 //
 //   build/release/bench/bench_mamba2 --benchmark_min_time=1
 #include <ssm/mamba2.hpp>
+#include <ssm/detail/ssd_kernel.hpp>  // BM_SsdTile: the tiles alone
 #include <ssm/ssd.hpp>
 
 #include "ceilings.hpp"
@@ -86,6 +88,37 @@ void BM_SsdRecurrent(benchmark::State& st) {
     benchmark::DoNotOptimize(pb.y.data());
   }
   report(st, pb, threads);
+}
+
+// The recurrent kernel's inner loop alone (detail::ssd_block: the state
+// tiles over one 64-step block of one head, head_dim 64) on operands that
+// stay in L1/L2, against the same ceiling: what BM_SsdRecurrent would reach
+// without the work around the tiles (step sizes, scales, scaled B, packing
+// x, the rows from memory) and with no renormalization. renorm:1
+// renormalizes one step in 12 at random, as BM_SsdRecurrent's problem does
+// on average over its heads (8% of the steps; 2^-32 floor).
+void BM_SsdTile(benchmark::State& st) {
+  using Buffer = ssm::detail::SsdScratch::Buffer;
+  const auto N = std::size_t(st.range(0)), T = ssm::detail::ssd_time_block, P = std::size_t(64);
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-0.1f, 0.1f);
+  Buffer x(T * P), bs(T * N), C(T * N), sy(T, 1.f), mult(T, 1.f), partial(T * P), y(T * P), state(N * P, 0.f);
+  for (auto* b : {&x, &bs, &C})
+    for (auto& v : *b) v = u(rng);
+  std::vector<unsigned char> renorm(T, 0);
+  for (std::size_t t = 0; t < T && st.range(1); ++t) renorm[t] = rng() % 12 == 0, mult[t] = 0.5f;
+  ssm::detail::SsdBlock k;
+  k.T = T, k.P = P, k.N = N, k.x = x.data(), k.bs = bs.data(), k.C = C.data(), k.C_ts = std::ptrdiff_t(N);
+  k.sy = sy.data(), k.renorm = renorm.data(), k.mult = mult.data(), k.D = 1, k.partial = partial.data();
+  k.y = y.data(), k.y_ts = std::ptrdiff_t(P), k.state = state.data();
+  for (auto _ : st) {
+    ssm::detail::ssd_block<xsimd::default_arch>(k);
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double updates = double(T * N * P), ceiling = fma_lanes(1) / 2;
+  st.counters["updates_s"] = benchmark::Counter(updates, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["ceiling_updates_s"] = ceiling;
+  st.counters["share"] = benchmark::Counter(updates / ceiling, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void BM_SsdChunked(benchmark::State& st) {
@@ -162,6 +195,7 @@ BENCHMARK(BM_Decode)->ArgNames({"threads"})->Arg(1)->Arg(2)->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_SsdRecurrent)->ArgNames({"L", "N", "threads"})
     ->ArgsProduct({{1, 16, 64, 256, 1024, 2048}, {64, 128}, {1, 2}})->UseRealTime();
+BENCHMARK(BM_SsdTile)->ArgNames({"N", "renorm"})->ArgsProduct({{64, 128}, {0, 1}});
 BENCHMARK(BM_SsdChunked)->ArgNames({"L", "N", "Q", "threads"})
     ->ArgsProduct({{16, 64, 256, 1024, 2048}, {64, 128}, {64, 128, 256}, {1, 2}})->UseRealTime();
 
