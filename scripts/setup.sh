@@ -42,8 +42,8 @@ case "${1:-}" in
     # wrap-around (ASan catches the bad accesses it would lead to), and vptr
     # has no polymorphic class to check. float-cast-overflow, which GCC
     # leaves out of "undefined" (clang has it), catches float-to-integer
-    # casts of NaN, inf or out-of-range values. The numerical tests also
-    # leave out null and alignment (the model and reader tests keep them):
+    # casts of NaN, inf or out-of-range values. The numerical and model
+    # tests also leave out null and alignment (the reader tests keep them):
     # tests/CMakeLists.txt says why.
     echo "== ASan + UBSan: every test again ($((SECONDS - start)) s so far)"
     configure_and_build build/sanitize -DSSM_SANITIZE=address,undefined,float-cast-overflow \
