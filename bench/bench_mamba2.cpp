@@ -15,7 +15,6 @@
 //
 //   build/release/bench/bench_mamba2 --benchmark_min_time=1
 #include <ssm/mamba2.hpp>
-#include <ssm/detail/pages.hpp>       // Problem: the rows in 2 MiB pages
 #include <ssm/detail/ssd_kernel.hpp>  // BM_SsdTile: the tiles alone
 #include <ssm/ssd.hpp>
 
@@ -39,15 +38,7 @@ double fma_lanes(int threads) {
 }
 
 // One layer's SSM input as the model holds it: rows [x | B | C | dt] per
-// step, heads of 64, one group; dt spread as a trained model's; the rows
-// and y advised into 2 MiB pages, as the model's workspace is.
-// v sized n, its buffer advised into 2 MiB pages before it is first touched
-void in_huge_pages(std::vector<float>& v, std::size_t n) {
-  v.reserve(n);
-  ssm::detail::advise_huge_pages(v.data(), n * sizeof(float));
-  v.resize(n);
-}
-
+// step, heads of 64, one group; dt spread as a trained model's.
 struct Problem {
   std::size_t L, H, P = 64, N;
   std::vector<float> rows, A, D, bias, state, y;
@@ -57,7 +48,7 @@ struct Problem {
     std::mt19937 rng(7);
     std::uniform_real_distribution<float> u(-1.f, 1.f);
     const std::size_t row = H * P + 2 * N + H;
-    in_huge_pages(rows, L * row);
+    rows.resize(L * row);
     for (auto& v : rows) v = u(rng);
     A.resize(H), D.resize(H), bias.resize(H);
     for (std::size_t h = 0; h < H; ++h) {
@@ -66,7 +57,7 @@ struct Problem {
       bias[h] = -4.f + 3.f * float(h) / float(H);  // softplus: dt ~ 0.01 .. 0.3
     }
     state.assign(H * N * P, 0.f);
-    in_huge_pages(y, L * H * P);
+    y.resize(L * H * P);
     ssm::SsdArgs& p = args;
     p.L = L, p.heads = H, p.head_dim = P, p.N = N;
     p.x = rows.data(), p.x_time_stride = std::ptrdiff_t(row);

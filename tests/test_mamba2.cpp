@@ -255,33 +255,6 @@ TEST_CASE("recurrent and chunked prefill agree on a model with heads of 64, N = 
   CHECK(rec.tokens == std::int64_t(seq.size()));
 }
 
-TEST_CASE("work buffers are advised into 2 MiB pages, whole pages only", "[mamba2][pages]") {
-  using ssm::detail::advise_huge_pages;
-  CHECK_FALSE(advise_huge_pages(nullptr, std::size_t(8) << 20));
-  std::vector<float> small(std::size_t(1) << 18);  // 1 MiB: no whole 2 MiB page inside
-  CHECK_FALSE(advise_huge_pages(small.data(), small.size() * sizeof(float)));
-  // a workspace grown past a few pages, advised before its first touch; the
-  // advice changes no value and no shape
-  ssm::detail::RowMatrixXf m;
-  ssm::detail::ensure_size(m, 2048, 1024);
-  REQUIRE(m.rows() == 2048);
-  REQUIRE(m.cols() == 1024);
-  m.setRandom();
-  const ssm::detail::RowMatrixXf copy = m;
-  const bool advised = advise_huge_pages(m.data(), std::size_t(m.size()) * sizeof(float));
-  CHECK(m == copy);
-#if defined(__linux__)
-  // where the kernel has transparent huge pages, it takes the advice
-  if (std::filesystem::exists("/sys/kernel/mm/transparent_hugepage/enabled")) CHECK(advised);
-#else
-  CHECK_FALSE(advised);
-#endif
-  ssm::detail::ensure_size(m, 100, 1024);  // never shrinks
-  CHECK(m.rows() == 2048);
-  ssm::detail::ensure_size(m, 10, 8);  // a new width: a new buffer
-  CHECK((m.rows() == 2048 && m.cols() == 8));
-}
-
 TEST_CASE("Mamba-2 batched generation gives each sequence its tokens alone", "[mamba2][generate]") {
   check_batched_generation(ssm::Mamba2LM::load(data("ref/m2_bias")));
 }

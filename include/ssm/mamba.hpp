@@ -14,7 +14,6 @@
 #pragma once
 
 #include <ssm/detail/linear.hpp>
-#include <ssm/detail/pages.hpp>
 #include <ssm/detail/selective_scan_kernel.hpp>
 #include <ssm/io/checkpoint.hpp>
 #include <ssm/io/config.hpp>
@@ -115,14 +114,9 @@ void conv_silu(const float* x, std::ptrdiff_t ldx, std::size_t steps, std::size_
   }
 }
 
-// Grows a workspace matrix to at least `rows` rows of `cols`; a new
-// buffer is advised into 2 MiB pages before anything touches it (the SSD
-// kernel's rows at long L, detail/pages.hpp).
 template <class M>
 void ensure_size(M& m, Eigen::Index rows, Eigen::Index cols) {
-  if (m.rows() >= rows && m.cols() == cols) return;
-  m.resize(std::max(rows, m.rows()), cols);
-  advise_huge_pages(m.data(), std::size_t(m.size()) * sizeof(typename M::Scalar));
+  if (m.rows() < rows || m.cols() != cols) m.resize(std::max(rows, m.rows()), cols);
 }
 
 // What the prompt pass of a Mamba language model reads (run_prompt).

@@ -113,9 +113,7 @@ inline int ssd_threads(const SsdArgs& p, int threads) {
 /// over `threads` threads (0: OpenMP's maximum). Agrees with a
 /// double-precision loop to ~1e-6 of the scale of y (tests/test_ssd.cpp).
 /// NaN in x or dt propagates. Bad sizes, missing operands, A > 0 or bad dt
-/// limits throw std::invalid_argument. At long L the rows are walked a page
-/// per step and head: inputs and y in 2 MiB pages ran up to 1.65x faster on
-/// one kind of Xeon host (the models' workspaces are advised so on Linux).
+/// limits throw std::invalid_argument.
 template <class Arch = xsimd::default_arch>
 void ssd_recurrent(const SsdArgs& p, int threads = 0) {
   detail::check_ssd(p, "ssm::ssd_recurrent");
