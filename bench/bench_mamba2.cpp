@@ -23,6 +23,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -38,18 +39,20 @@ double fma_lanes(int threads) {
 }
 
 // One layer's SSM input as the model holds it: rows [x | B | C | dt] per
-// step, heads of 64, one group; dt spread as a trained model's.
+// step, heads of 64, one group; dt spread as a trained model's; the rows and
+// y in the models' workspace storage (2 MiB pages on Linux).
 struct Problem {
   std::size_t L, H, P = 64, N;
-  std::vector<float> rows, A, D, bias, state, y;
+  ssm::detail::PagedRows rows, y;
+  std::vector<float> A, D, bias, state;
   ssm::SsdArgs args;
 
   Problem(std::size_t L_, std::size_t H_, std::size_t N_) : L(L_), H(H_), N(N_) {
     std::mt19937 rng(7);
     std::uniform_real_distribution<float> u(-1.f, 1.f);
     const std::size_t row = H * P + 2 * N + H;
-    rows.resize(L * row);
-    for (auto& v : rows) v = u(rng);
+    rows.resize(Eigen::Index(L), Eigen::Index(row));
+    std::generate_n(rows.data(), rows.size(), [&] { return u(rng); });
     A.resize(H), D.resize(H), bias.resize(H);
     for (std::size_t h = 0; h < H; ++h) {
       A[h] = -float(h + 1);
@@ -57,7 +60,8 @@ struct Problem {
       bias[h] = -4.f + 3.f * float(h) / float(H);  // softplus: dt ~ 0.01 .. 0.3
     }
     state.assign(H * N * P, 0.f);
-    y.resize(L * H * P);
+    y.resize(Eigen::Index(L), Eigen::Index(H * P));
+    std::fill_n(y.data(), y.size(), 0.f);
     ssm::SsdArgs& p = args;
     p.L = L, p.heads = H, p.head_dim = P, p.N = N;
     p.x = rows.data(), p.x_time_stride = std::ptrdiff_t(row);

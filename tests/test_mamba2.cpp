@@ -10,7 +10,9 @@
 #include "lm_checks.hpp"
 #include "reference/mamba2_naive.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -253,6 +255,48 @@ TEST_CASE("recurrent and chunked prefill agree on a model with heads of 64, N = 
   CHECK(rel_err(vec(chunked.ssm), vec(rec.ssm)) <= logit_tolerance);
   CHECK(rel_err(vec(stepped.ssm), vec(rec.ssm)) <= logit_tolerance);
   CHECK(rec.tokens == std::int64_t(seq.size()));
+}
+
+TEST_CASE("the SSD rows' storage: 2 MiB pages from 2 MiB on, deep copies", "[mamba2][pages]") {
+  using ssm::detail::PagedRows;
+  auto address = [](const float* p) { return reinterpret_cast<std::uintptr_t>(p); };
+  PagedRows m;
+  CHECK((m.data() == nullptr && m.size() == 0));
+  m.resize(7, 13);  // small: a cache line's alignment
+  REQUIRE((m.rows() == 7 && m.cols() == 13 && m.data() != nullptr));
+  CHECK(address(m.data()) % 64 == 0);
+  std::fill_n(m.data(), m.size(), 1.f);  // every element writable (ASan)
+  m.resize(1023, 1025);  // 4.0 MiB, not a whole number of pages
+  REQUIRE(m.size() == 1023 * 1025);
+  CHECK(address(m.data()) % (std::uintptr_t(2) << 20) == 0);
+  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = float(i % 1000);
+  const float* before = m.data();
+  m.resize(1025, 1023);  // the same size: the same storage, values kept
+  CHECK((m.data() == before && m.data()[m.size() - 1] == float((m.size() - 1) % 1000)));
+  const PagedRows copy = m;
+  REQUIRE((copy.rows() == 1025 && copy.cols() == 1023 && copy.data() != m.data()));
+  CHECK(std::equal(m.data(), m.data() + m.size(), copy.data()));
+  ssm::detail::ensure_size(m, 10, 1023);  // a workspace never shrinks
+  CHECK(m.rows() == 1025);
+  m.resize(0, 5);
+  CHECK((m.data() == nullptr && m.size() == 0 && m.cols() == 5));
+  CHECK_THROWS_AS(m.resize(Eigen::Index(1) << 62, 1 << 3), std::bad_alloc);
+}
+
+TEST_CASE("a Mamba-2 workspace grown past 2 MiB gives the logits of a fresh one", "[mamba2][pages]") {
+  ssm::Mamba2Config c;
+  c.d_model = 64, c.n_layer = 2, c.vocab_size = 100, c.d_state = 128, c.d_conv = 4;
+  c.d_inner = 128, c.headdim = 32, c.nheads = 4, c.ngroups = 2, c.chunk_size = 64;
+  const ssm::Mamba2LM m = ssm::Mamba2LM::random(c, 9);
+  const auto small = random_tokens(5, c.vocab_size), big = random_tokens(1200, c.vocab_size);
+  ssm::Mamba2Workspace ws;
+  ssm::Mamba2Cache cache = m.new_cache();
+  Rows logits(Eigen::Index(big.size()), c.vocab_size);
+  m.forward(small.data(), small.size(), cache, logits.data(), 1, ws);
+  cache = m.new_cache();
+  m.forward(big.data(), big.size(), cache, logits.data(), big.size(), ws);  // proj: 3 MiB
+  CHECK(ws.proj.size() * sizeof(float) > (std::size_t(2) << 20));
+  CHECK(rel_err(logits, all_logits(m, big)) == 0);
 }
 
 TEST_CASE("Mamba-2 batched generation gives each sequence its tokens alone", "[mamba2][generate]") {

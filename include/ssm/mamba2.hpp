@@ -25,6 +25,7 @@
 #pragma once
 
 #include <ssm/detail/linear.hpp>
+#include <ssm/detail/pages.hpp>
 #include <ssm/io/checkpoint.hpp>
 #include <ssm/io/config.hpp>
 #include <ssm/mamba.hpp>  // detail::norm_rows, conv_silu, ensure_size, copy_rows
@@ -79,8 +80,11 @@ struct Mamba2Cache {
 
 /// Scratch memory of forward() and step(), reused across calls (no
 /// allocation per token after the first). One per thread running the model.
+/// The rows the SSD kernel walks (proj holds dt, xbc holds x, B, C; y) are
+/// in 2 MiB pages where Linux offers them (detail/pages.hpp).
 struct Mamba2Workspace {
-  detail::RowMatrixXf hidden, normed, proj, xbc, window, y, gated, out;
+  detail::RowMatrixXf hidden, normed, window, gated, out;
+  detail::PagedRows proj, xbc, y;
 };
 
 /// One Mamba-2 block's weights; matrices row-major (out x in), as stored.

@@ -1,0 +1,81 @@
+// Work matrices in 2 MiB pages where the OS offers them (Linux's transparent
+// huge pages). The SSD kernel walks a head's rows of x, dt and y at long L,
+// a new 4 KiB page per step for each: with those rows in 2 MiB pages
+// `ssd_recurrent` ran 1.65x faster at L = 2048, N = 64 on one kind of Xeon
+// host (bench/RESULTS.md, "The rows in 2 MiB pages"). Advising a malloc'd
+// buffer is not enough: malloc hands back heap already touched in 4 KiB
+// pages, so a large buffer here is allocated 2 MiB-aligned and whole, and
+// advised before anything touches it.
+#pragma once
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdlib>
+#include <memory>
+#include <new>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+namespace ssm::detail {
+
+constexpr std::size_t huge_page_bytes = std::size_t(2) << 20;
+
+// Uninitialized storage for `bytes` bytes (> 0): whole 2 MiB pages, advised
+// into huge pages, from 2 MiB on; a cache line's alignment below.
+inline void* allocate_pages(std::size_t bytes) {
+  const std::size_t align = bytes >= huge_page_bytes ? huge_page_bytes : 64;
+  if (bytes > std::size_t(-1) - align) throw std::bad_alloc();
+  const std::size_t whole = (bytes + align - 1) / align * align;  // aligned_alloc wants a multiple
+  void* p = std::aligned_alloc(align, whole);
+  if (p == nullptr) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (align == huge_page_bytes) madvise(p, whole, MADV_HUGEPAGE);  // advice: failure is harmless
+#endif
+  return p;
+}
+
+// A row-major float matrix for scratch: resize() keeps nothing and leaves
+// the values unset; storage from allocate_pages(). The interface the
+// workspaces use of Eigen's (rows, cols, data, resize).
+class PagedRows {
+ public:
+  PagedRows() = default;
+  PagedRows(const PagedRows& o) { *this = o; }
+  PagedRows(PagedRows&&) noexcept = default;
+  PagedRows& operator=(PagedRows&&) noexcept = default;
+  PagedRows& operator=(const PagedRows& o) {
+    if (this != &o) {
+      resize(o.rows_, o.cols_);
+      std::copy_n(o.data(), std::size_t(o.size()), data());
+    }
+    return *this;
+  }
+
+  Eigen::Index rows() const { return rows_; }
+  Eigen::Index cols() const { return cols_; }
+  Eigen::Index size() const { return rows_ * cols_; }
+  float* data() { return p_.get(); }
+  const float* data() const { return p_.get(); }
+
+  void resize(Eigen::Index rows, Eigen::Index cols) {
+    const auto n = std::size_t(rows) * std::size_t(cols);
+    if (cols != 0 && n / std::size_t(cols) != std::size_t(rows)) throw std::bad_alloc();
+    if (n > std::size_t(-1) / sizeof(float)) throw std::bad_alloc();
+    if (n != std::size_t(size()))
+      p_.reset(n == 0 ? nullptr : static_cast<float*>(allocate_pages(n * sizeof(float))));
+    rows_ = rows, cols_ = cols;
+  }
+
+ private:
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float, Free> p_;
+  Eigen::Index rows_ = 0, cols_ = 0;
+};
+
+}  // namespace ssm::detail
