@@ -113,7 +113,10 @@ inline int ssd_threads(const SsdArgs& p, int threads) {
 /// over `threads` threads (0: OpenMP's maximum). Agrees with a
 /// double-precision loop to ~1e-6 of the scale of y (tests/test_ssd.cpp).
 /// NaN in x or dt propagates. Bad sizes, missing operands, A > 0 or bad dt
-/// limits throw std::invalid_argument.
+/// limits throw std::invalid_argument. At long L a head's rows of x, dt and
+/// y are walked a 4 KiB page per step: operands in 2 MiB pages (as the
+/// models' workspaces hold them, detail/pages.hpp) ran 1.01x-1.6x faster
+/// on Xeon hosts (bench/RESULTS.md).
 template <class Arch = xsimd::default_arch>
 void ssd_recurrent(const SsdArgs& p, int threads = 0) {
   detail::check_ssd(p, "ssm::ssd_recurrent");
