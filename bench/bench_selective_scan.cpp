@@ -11,6 +11,7 @@
 // count, measured in the same run.
 //
 //   build/release/bench/bench_selective_scan --benchmark_min_time=0.3
+#include <ssm/detail/pages.hpp>
 #include <ssm/selective_scan.hpp>
 
 #include "ceilings.hpp"
@@ -45,13 +46,18 @@ double exp_per_second(int threads) {
   return cached[threads] = double(n) * reps * threads / s;
 }
 
+// The rows the scan walks (u, delta, B and C, y, z) in 2 MiB pages where
+// Linux offers them, as the models' workspaces hold them (detail/pages.hpp).
+using Rows = std::vector<float, ssm::detail::PageAllocator<float>>;
+
 struct Problem {
   std::size_t L, D, N;
-  std::vector<float> u, delta, A, BC, y, state, bias, Dk, z;
+  Rows u, delta, BC, y, z;
+  std::vector<float> A, state, bias, Dk;
   ssm::SelectiveScanArgs args;
   Problem(std::size_t L_, std::size_t D_, std::size_t N_, bool mamba)
-      : L(L_), D(D_), N(N_), u(L * D), delta(L * D), A(D * N), BC(L * 2 * N), y(L * D),
-        state(D * N), bias(D), Dk(D), z(L * D) {
+      : L(L_), D(D_), N(N_), u(L * D), delta(L * D), BC(L * 2 * N), y(L * D), z(L * D), A(D * N),
+        state(D * N), bias(D), Dk(D) {
     std::mt19937 rng(7);
     std::uniform_real_distribution<float> uni(-1, 1);
     for (auto& v : u) v = uni(rng);

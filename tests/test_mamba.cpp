@@ -86,6 +86,21 @@ TEST_CASE("caches fork, resume and take several tokens at once", "[mamba][cache]
   check_fork_resume(ssm::MambaLM::load(data("mamba-tiny")), random_tokens(40, 256), GENERATE(1, 3, 17, 39));
 }
 
+TEST_CASE("a Mamba workspace grown past 2 MiB gives the logits of a fresh one", "[mamba][pages]") {
+  ssm::MambaConfig c;
+  c.d_model = 64, c.n_layer = 2, c.vocab_size = 100, c.d_state = 16, c.d_inner = 256, c.dt_rank = 4;
+  const ssm::MambaLM m = ssm::MambaLM::random(c, 3);
+  const auto small = random_tokens(5, c.vocab_size), big = random_tokens(1100, c.vocab_size);
+  ssm::MambaWorkspace ws;
+  ssm::MambaCache cache = m.new_cache();
+  Rows logits(Eigen::Index(big.size()), c.vocab_size);
+  m.forward(small.data(), small.size(), cache, logits.data(), 1, ws);
+  cache = m.new_cache();
+  m.forward(big.data(), big.size(), cache, logits.data(), big.size(), ws);  // xz: 2 MiB
+  CHECK(ws.xz.size() * sizeof(float) >= (std::size_t(2) << 20));
+  CHECK(rel_err(logits, all_logits(m, big)) == 0);
+}
+
 TEST_CASE("MambaLM rejects bad tokens and foreign caches", "[mamba][errors]") {
   using Catch::Matchers::Message;
   const ssm::MambaLM m = ssm::MambaLM::load(data("mamba-tiny"));

@@ -281,6 +281,11 @@ TEST_CASE("the SSD rows' storage: 2 MiB pages from 2 MiB on, deep copies", "[mam
   m.resize(0, 5);
   CHECK((m.data() == nullptr && m.size() == 0 && m.cols() == 5));
   CHECK_THROWS_AS(m.resize(Eigen::Index(1) << 62, 1 << 3), std::bad_alloc);
+  // the same storage for a std::vector
+  std::vector<float, ssm::detail::PageAllocator<float>> v(std::size_t(1) << 20, 2.f);
+  CHECK(address(v.data()) % (std::uintptr_t(2) << 20) == 0);
+  v.push_back(3.f);  // regrown: values kept
+  CHECK((v.front() == 2.f && v[std::size_t(1) << 19] == 2.f && v.back() == 3.f));
 }
 
 TEST_CASE("a Mamba-2 workspace grown past 2 MiB gives the logits of a fresh one", "[mamba2][pages]") {

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <ssm/detail/linear.hpp>
+#include <ssm/detail/pages.hpp>
 #include <ssm/detail/selective_scan_kernel.hpp>
 #include <ssm/io/checkpoint.hpp>
 #include <ssm/io/config.hpp>
@@ -44,9 +45,12 @@ struct MambaCache {
 
 /// Scratch memory of forward() and step(): owned by the caller, reused
 /// across calls so that decoding allocates nothing after the first token.
-/// One per thread that runs the model.
+/// One per thread that runs the model. The rows the selective scan walks
+/// (xz holds z, xc is u, x_dbl holds B and C; delta, y) are in 2 MiB pages
+/// where Linux offers them (detail/pages.hpp).
 struct MambaWorkspace {
-  detail::RowMatrixXf hidden, normed, xz, xc, x_dbl, delta, y, out;
+  detail::RowMatrixXf hidden, normed, out;
+  detail::PagedRows xz, xc, x_dbl, delta, y;
 };
 
 /// One Mamba block's weights. Matrices are row-major (out x in), as stored.

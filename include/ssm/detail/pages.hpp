@@ -38,6 +38,22 @@ inline void* allocate_pages(std::size_t bytes) {
   return p;
 }
 
+// allocate_pages as a standard allocator (for std::vector).
+template <class T>
+struct PageAllocator {
+  using value_type = T;
+  PageAllocator() = default;
+  template <class U>
+  PageAllocator(const PageAllocator<U>&) {}
+  T* allocate(std::size_t n) {
+    if (n > std::size_t(-1) / sizeof(T)) throw std::bad_alloc();
+    return static_cast<T*>(allocate_pages(std::max<std::size_t>(n, 1) * sizeof(T)));
+  }
+  void deallocate(T* p, std::size_t) { std::free(p); }
+  bool operator==(const PageAllocator&) const { return true; }
+  bool operator!=(const PageAllocator&) const { return false; }
+};
+
 // A row-major float matrix for scratch: resize() keeps nothing and leaves
 // the values unset; storage from allocate_pages(). The interface the
 // workspaces use of Eigen's (rows, cols, data, resize).
