@@ -66,6 +66,23 @@ Rows stepped_logits(const Model& m, const std::vector<std::int32_t>& tokens,
   return logits;
 }
 
+// A workspace used for a short prompt, then grown for a long one (its rows
+// past 2 MiB, into huge pages: detail/pages.hpp), gives a fresh one's
+// logits bitwise; returned for the caller to check its sizes.
+template <class Model>
+typename Model::Workspace check_grown_workspace(const Model& m, std::size_t long_prompt) {
+  const auto V = m.config().vocab_size;
+  const auto small = random_tokens(5, V), big = random_tokens(long_prompt, V);
+  typename Model::Workspace ws;
+  typename Model::Cache cache = m.new_cache();
+  Rows logits(Eigen::Index(big.size()), V);
+  m.forward(small.data(), small.size(), cache, logits.data(), 1, ws);
+  cache = m.new_cache();
+  m.forward(big.data(), big.size(), cache, logits.data(), big.size(), ws);
+  CHECK(rel_err(logits, all_logits(m, big)) == 0);
+  return ws;
+}
+
 // Each greedy_prompt*.npy of a reference folder with the tokens transformers
 // generated after it (greedy_tokens<variant>*.npy, prompt included), as
 // f(prompt, continuation, file suffix); returns how many there were.
