@@ -239,7 +239,10 @@ class SelectiveScanPlan {
 /// OpenMP's maximum), split over batch x channel blocks. Agrees with a
 /// double-precision loop to ~1e-6 relative (tests/test_selective_scan.cpp).
 /// NaN in u or delta propagates to y and the state; bad sizes, missing
-/// operands or a non-finite A throw std::invalid_argument.
+/// operands or a non-finite A throw std::invalid_argument. At long L each
+/// block of channels walks the rows a 4 KiB page per step: operands in 2
+/// MiB pages (as the models' workspaces hold them, detail/pages.hpp) ran
+/// up to 1.9x faster on a Xeon host (bench/RESULTS.md).
 template <class Arch = xsimd::default_arch>
 void selective_scan(const SelectiveScanArgs& p, int threads = 0) {
   SelectiveScanPlan<Arch>(p).run(p, threads);
