@@ -115,8 +115,8 @@ inline int ssd_threads(const SsdArgs& p, int threads) {
 /// NaN in x or dt propagates. Bad sizes, missing operands, A > 0 or bad dt
 /// limits throw std::invalid_argument. At long L a head's rows of x, dt and
 /// y are walked a 4 KiB page per step: operands in 2 MiB pages (as the
-/// models' workspaces hold them, detail/pages.hpp) ran 1.01x-1.6x faster
-/// on Xeon hosts (bench/RESULTS.md).
+/// models' workspaces hold them, detail/pages.hpp) ran up to 2x faster on
+/// a Xeon host (bench/RESULTS.md).
 template <class Arch = xsimd::default_arch>
 void ssd_recurrent(const SsdArgs& p, int threads = 0) {
   detail::check_ssd(p, "ssm::ssd_recurrent");

@@ -1,11 +1,13 @@
 // Work matrices in 2 MiB pages where the OS offers them (Linux's transparent
-// huge pages). The SSD kernel walks a head's rows of x, dt and y at long L,
-// a new 4 KiB page per step for each: with those rows in 2 MiB pages
-// `ssd_recurrent` ran 1.65x faster at L = 2048, N = 64 on one kind of Xeon
-// host (bench/RESULTS.md, "The rows in 2 MiB pages"). Advising a malloc'd
-// buffer is not enough: malloc hands back heap already touched in 4 KiB
-// pages, so a large buffer here is allocated 2 MiB-aligned and whole, and
-// advised before anything touches it.
+// huge pages). The models' scans walk their rows at long L a new 4 KiB page
+// per step: the SSD kernel a head's rows of x, dt and y, the selective scan
+// a channel block's rows of u, delta, z, B, C and y. With those rows in 2
+// MiB pages, on a Xeon host with 105 MiB of L3, `ssd_recurrent` ran 2.0x
+// faster at L = 2048, N = 64 and `selective_scan` up to 1.9x
+// (bench/RESULTS.md, "The rows in whole 2 MiB pages"). Advising a malloc'd
+// buffer is not enough, because malloc hands back heap memory already touched
+// in 4 KiB pages. So a large buffer here is allocated 2 MiB-aligned and whole,
+// and advised before anything touches it.
 #pragma once
 
 #include <Eigen/Core>
