@@ -53,8 +53,9 @@ struct SsdSequence {
 // Decays below 2^-64 are taken as 0. Their terms lie far below float's
 // resolution of the sums they enter (2^-24), and the tiny and subnormal
 // products they would make cost Intel cores a ~100-cycle microcode assist
-// each in the matrix products: there the chunked form ran at 0.05-0.11 of
-// the recurrent one on an Emerald Rapids Xeon, against 0.24-0.53 on Zen 5.
+// each in the matrix products: the chunked form ran at 0.05-0.11 of the
+// recurrent one on an Emerald Rapids Xeon, 0.20-0.44 with this floor, as on
+// Zen 5 (bench/RESULTS.md, "The chunked form without subnormals").
 constexpr float ssd_log2_decay_floor = -64.f;
 
 // 2^r for r <= 0, 0 below the floor; NaN stays NaN
