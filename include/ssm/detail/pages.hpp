@@ -57,7 +57,7 @@ struct PageAllocator {
 };
 
 // A row-major float matrix for scratch: resize() keeps nothing and leaves
-// the values unset; storage from allocate_pages(). The interface the
+// the values unset; storage from PageAllocator. The interface the
 // workspaces use of Eigen's (rows, cols, data, resize).
 class PagedRows {
  public:
@@ -82,15 +82,13 @@ class PagedRows {
   void resize(Eigen::Index rows, Eigen::Index cols) {
     const auto n = std::size_t(rows) * std::size_t(cols);
     if (cols != 0 && n / std::size_t(cols) != std::size_t(rows)) throw std::bad_alloc();
-    if (n > std::size_t(-1) / sizeof(float)) throw std::bad_alloc();
-    if (n != std::size_t(size()))
-      p_.reset(n == 0 ? nullptr : static_cast<float*>(allocate_pages(n * sizeof(float))));
+    if (n != std::size_t(size())) p_.reset(n == 0 ? nullptr : PageAllocator<float>().allocate(n));
     rows_ = rows, cols_ = cols;
   }
 
  private:
   struct Free {
-    void operator()(float* p) const { std::free(p); }
+    void operator()(float* p) const { PageAllocator<float>().deallocate(p, 0); }
   };
   std::unique_ptr<float, Free> p_;
   Eigen::Index rows_ = 0, cols_ = 0;
