@@ -99,7 +99,7 @@ void BM_SsdRecurrent(benchmark::State& st) {
 // tiles over one 64-step block of one head, head_dim 64) on operands that
 // stay in L1/L2, against the same ceiling: what BM_SsdRecurrent would reach
 // without the work around the tiles (step sizes, scales, scaled B, packing
-// x, the rows from memory) and with no renormalization. renorm:1
+// C, the rows from memory) and with no renormalization. renorm:1
 // renormalizes one step in 12 at random, as BM_SsdRecurrent's problem does
 // on average over its heads (8% of the steps; 2^-32 floor).
 void BM_SsdTile(benchmark::State& st) {
@@ -113,7 +113,8 @@ void BM_SsdTile(benchmark::State& st) {
   std::vector<unsigned char> renorm(T, 0);
   for (std::size_t t = 0; t < T && st.range(1); ++t) renorm[t] = rng() % 12 == 0, mult[t] = 0.5f;
   ssm::detail::SsdBlock k;
-  k.T = T, k.P = P, k.N = N, k.x = x.data(), k.bs = bs.data(), k.C = C.data(), k.C_ts = std::ptrdiff_t(N);
+  k.T = T, k.P = P, k.N = N, k.x = x.data(), k.x_ts = std::ptrdiff_t(P);
+  k.bs = bs.data(), k.C = C.data(), k.C_ts = std::ptrdiff_t(N);
   k.sy = sy.data(), k.renorm = renorm.data(), k.mult = mult.data(), k.D = 1, k.partial = partial.data();
   k.y = y.data(), k.y_ts = std::ptrdiff_t(P), k.state = state.data();
   for (auto _ : st) {

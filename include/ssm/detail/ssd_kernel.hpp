@@ -76,7 +76,7 @@ struct SsdHead {
 // lines (N = 64: 1.05x-1.15x on Zen 5 and on an Emerald Rapids Xeon).
 struct SsdScratch {
   using Buffer = std::vector<float, xsimd::aligned_allocator<float, 64>>;
-  Buffer y, su, sy, sk, mult, bs, x, C;
+  Buffer y, su, sy, sk, mult, bs, C;
   std::vector<unsigned char> renorm;
 };
 
@@ -87,7 +87,8 @@ struct SsdScratch {
 // y's rows, often a multiple of 4 KiB apart, would share a few L1 sets).
 struct SsdBlock {
   std::size_t T = 0, P = 0, N = 0;
-  const float* x = nullptr;   // (T, P), packed
+  const float* x = nullptr;   // x_t[p] at x[t * x_ts + p]
+  std::ptrdiff_t x_ts = 0;
   const float* bs = nullptr;  // (T, N)
   const float* C = nullptr;
   std::ptrdiff_t C_ts = 0;
@@ -150,7 +151,7 @@ void ssd_tile(const SsdBlock& k, std::size_t n0, std::size_t p0, bool first, boo
   constexpr std::size_t W = batch::size;
   // operands in locals: the stores could otherwise alias k's fields
   const std::size_t T = k.T, P = k.P, N = k.N;
-  const std::ptrdiff_t C_ts = k.C_ts, y_ts = k.y_ts;
+  const std::ptrdiff_t x_ts = k.x_ts, C_ts = k.C_ts, y_ts = k.y_ts;
   const unsigned char* renorm = k.renorm;
   const float *mult = k.mult, *sy = k.sy;
   const bool stream = k.stream_y;
@@ -165,7 +166,7 @@ void ssd_tile(const SsdBlock& k, std::size_t n0, std::size_t p0, bool first, boo
   static_for<R>([&](auto r) {
     static_for<PV>([&](auto j) { g[r][j] = batch::load_unaligned(s0 + r * P + j * W); });
   });
-  for (std::size_t t = 0; t < T; ++t, x += P, B += N, C += C_ts, partial += P, y += y_ts) {
+  for (std::size_t t = 0; t < T; ++t, x += x_ts, B += N, C += C_ts, partial += P, y += y_ts) {
     if (renorm[t]) {
       const batch m(mult[t]);
       static_for<R>([&](auto r) { static_for<PV>([&](auto j) { g[r][j] *= m; }); });
@@ -208,7 +209,7 @@ inline void ssd_columns_scalar(const SsdBlock& k, std::size_t p0, std::size_t p1
   const std::size_t N = k.N;
   for (std::size_t p = p0; p < p1; ++p)
     for (std::size_t t = 0; t < k.T; ++t) {
-      const float x = k.x[t * k.P + p];
+      const float x = k.x[std::ptrdiff_t(t) * k.x_ts + std::ptrdiff_t(p)];
       const float* B = k.bs + t * N;
       const float* C = k.C + std::ptrdiff_t(t) * k.C_ts;
       float acc = 0;
@@ -242,7 +243,8 @@ void ssd_block(const SsdBlock& k) {
   if (k.N == 0) {  // no states: y = D x
     for (std::size_t t = 0; t < k.T; ++t)
       for (std::size_t p = 0; p < k.P; ++p)
-        k.y[std::ptrdiff_t(t) * k.y_ts + std::ptrdiff_t(p)] = k.D * k.x[t * k.P + p];
+        k.y[std::ptrdiff_t(t) * k.y_ts + std::ptrdiff_t(p)] =
+            k.D * k.x[std::ptrdiff_t(t) * k.x_ts + std::ptrdiff_t(p)];
     return;
   }
   const std::size_t vectors = k.P / W;
@@ -307,10 +309,11 @@ void pack_rows(const float* from, std::ptrdiff_t stride, std::size_t n, std::siz
 // the scales s (log2 s a running sum, then 2^k 2^r with k = round(log2 s)
 // and r the rest: both exact in float; one exp2 per step, vectorized), the
 // scaled B, then the tiles. c: log2 s, carried from block to block. The tiles
-// read x (packed here) and C (`C_packed`: the block's rows of C packed by
-// the caller, n x N, or null to read them in place) from contiguous
-// buffers: each pass of a tile over the strided rows touched 2 pages per
-// step, 128 per block, more than the L1 TLB holds (1.05x-1.12x on Zen 5).
+// read C from `C_packed` (the block's rows of C packed by the caller, n x N,
+// or null to read them in place), which saves a pass over C's strided rows
+// a page apart per tile (1.05x-1.12x on Zen 5 with 4 KiB pages), and x in
+// place: packing x cost its rows' misses up front, where reading them in
+// the first tile overlaps them with its FMAs (1.02x-1.05x, either page size).
 template <class Arch>
 void ssd_head_block(const SsdHead& h, std::size_t t0, std::size_t n, double& c, SsdScratch& s,
                     const float* C_packed = nullptr, bool stream_y = false) {
@@ -319,7 +322,6 @@ void ssd_head_block(const SsdHead& h, std::size_t t0, std::size_t n, double& c, 
   const std::size_t T = ssd_time_block;
   s.y.resize(T * h.P);
   s.bs.resize(T * h.N);
-  s.x.resize(T * h.P);
   s.su.resize(T);
   s.sy.resize(T);
   s.sk.resize(T);
@@ -360,12 +362,12 @@ void ssd_head_block(const SsdHead& h, std::size_t t0, std::size_t n, double& c, 
     const float* B = h.B + std::ptrdiff_t(t0 + i) * h.B_ts;
     for (std::size_t m = 0; m < h.N; ++m) s.bs[i * h.N + m] = B[m] * s.su[i];
   }
-  pack_rows<Arch>(h.x + std::ptrdiff_t(t0) * h.x_ts, h.x_ts, n, h.P, s.x.data());
   SsdBlock k;
   k.T = n;
   k.P = h.P;
   k.N = h.N;
-  k.x = s.x.data();
+  k.x = h.x + std::ptrdiff_t(t0) * h.x_ts;
+  k.x_ts = h.x_ts;
   k.bs = s.bs.data();
   k.C = C_packed ? C_packed : h.C + std::ptrdiff_t(t0) * h.C_ts;
   k.C_ts = C_packed ? std::ptrdiff_t(h.N) : h.C_ts;
