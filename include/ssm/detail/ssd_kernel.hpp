@@ -71,9 +71,10 @@ struct SsdHead {
 };
 
 // Per-thread scratch of the recurrent form, grown once. Cache-line aligned:
-// the tiles load rows of x and of the partial readouts as whole batches,
-// and from the heap's 16-byte alignment each 64-byte load spanned two
-// lines (N = 64: 1.05x-1.15x on Zen 5 and on an Emerald Rapids Xeon).
+// the tiles load rows of the partial readouts as whole batches, and from
+// the heap's 16-byte alignment each 64-byte load spanned two lines (with
+// x packed here too, N = 64: 1.05x-1.15x on Zen 5 and on an Emerald
+// Rapids Xeon).
 struct SsdScratch {
   using Buffer = std::vector<float, xsimd::aligned_allocator<float, 64>>;
   Buffer y, su, sy, sk, mult, bs, C;
