@@ -35,7 +35,7 @@ namespace ssm::detail {
 constexpr float ssd_scale_floor = -32.f;
 
 // Steps of one time block: a block's rows of x, B and C and its partial
-// readouts stay in L1 while every state tile passes over them.
+// readouts stay in L1 or L2 while every state tile passes over them.
 constexpr std::size_t ssd_time_block = 64;
 
 // How dt is made from the projection's raw value (transformers' Mamba-2):
@@ -313,8 +313,10 @@ void pack_rows(const float* from, std::ptrdiff_t stride, std::size_t n, std::siz
 // read C from `C_packed` (the block's rows of C packed by the caller, n x N,
 // or null to read them in place), which saves a pass over C's strided rows
 // a page apart per tile (1.05x-1.12x on Zen 5 with 4 KiB pages), and x in
-// place: packing x cost its rows' misses up front, where reading them in
-// the first tile overlaps them with its FMAs (1.02x-1.05x, either page size).
+// place: packing x took its rows' misses up front, before any FMA; read by
+// the first tile they can overlap with its FMAs. 1.00x-1.05x in a driver on
+// Zen 5 (either page size; rows 8 or 16 KiB apart, whose lines share a few
+// L1 sets, too), within the spread in bench_mamba2 (bench/RESULTS.md).
 template <class Arch>
 void ssd_head_block(const SsdHead& h, std::size_t t0, std::size_t n, double& c, SsdScratch& s,
                     const float* C_packed = nullptr, bool stream_y = false) {
