@@ -8,6 +8,7 @@
 #include "reference/mamba2_naive.hpp"
 #include "util.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <type_traits>
@@ -138,9 +139,10 @@ TEST_CASE("ssd_recurrent matches the double-precision loop", "[ssd]") {
 }
 
 TEST_CASE("ssd_chunked matches the double-precision loop", "[ssd]") {
-  const std::size_t chunk = GENERATE(1, 7, 16, 64, 256);
+  // chunks far longer than L are one chunk of L steps (no Q x Q buffer)
+  const std::size_t chunk = GENERATE(1, 7, 16, 64, 256, std::size_t(1) << 20, std::size_t(-1));
   const std::size_t L = GENERATE(1, 15, 16, 17, 100, 300);
-  const std::size_t P = GENERATE(5, 16, 64), N = GENERATE(3, 16, 128);
+  const std::size_t P = GENERATE(5, 16, 64), N = GENERATE(0, 3, 16, 128);
   const Shape s{1, L, 2, P, N, 1, true, true, true, true};
   INFO("chunk=" << chunk << " L=" << L << " P=" << P << " N=" << N);
   CHECK(run_case(s, {Form::chunked, chunk}) <= tolerance);
@@ -197,7 +199,7 @@ TEST_CASE("ssd: bad arguments", "[ssd][errors]") {
   ssm::SsdArgs p;
   p.L = 2, p.heads = 4, p.head_dim = 2, p.N = 2, p.groups = 3;
   p.x = p.dt = p.B = p.C = buf.data();
-  p.y = buf.data();
+  p.y = buf.data(), p.y_time_stride = 8;
   p.A = A.data();
   REQUIRE_THROWS_MATCHES(ssm::ssd_recurrent(p), std::invalid_argument,
                          Message("ssm::ssd_recurrent: 4 heads do not split into 3 groups"));
@@ -211,7 +213,42 @@ TEST_CASE("ssd: bad arguments", "[ssd][errors]") {
   p.dt_min = 0;
   REQUIRE_THROWS_MATCHES(ssm::ssd_chunked(p, 0), std::invalid_argument,
                          Message("ssm::ssd_chunked: chunk_size must be > 0"));
-  p.C = nullptr;
+  p.y_time_stride = 0;  // the default: every step's y on the same row
+  REQUIRE_THROWS_MATCHES(ssm::ssd_chunked(p, 4), std::invalid_argument,
+                         Message("ssm::ssd_chunked: y_time_stride must be at least 8 in magnitude "
+                                 "(heads * head_dim), got 0"));
+  std::vector<float> y(16, std::nanf(""));
+  p.y = y.data() + 8, p.y_time_stride = -8;  // rows backwards are fine
+  ssm::ssd_recurrent(p);
+  CHECK(std::none_of(y.begin(), y.end(), [](float v) { return std::isnan(v); }));
+  p.batch = 2, p.y_batch_stride = 16, p.state = buf.data() + 32;
   REQUIRE_THROWS_MATCHES(ssm::ssd_recurrent(p), std::invalid_argument,
-                         Message("ssm::ssd_recurrent: x, dt, B, C and y must be given"));
+                         Message("ssm::ssd_recurrent: state_batch_stride must be at least 16 in "
+                                 "magnitude (heads * N * head_dim), got 0"));
+  p.batch = 1, p.state = nullptr;
+  p.C = nullptr;
+  p.y = nullptr;
+  REQUIRE_THROWS_MATCHES(ssm::ssd_recurrent(p), std::invalid_argument,
+                         Message("ssm::ssd_recurrent: x, dt, B, C and y must be given; null: C, y"));
+  p.A = nullptr;
+  REQUIRE_THROWS_MATCHES(ssm::ssd_chunked(p, 4), std::invalid_argument,
+                         Message("ssm::ssd_chunked: A must be given"));
+}
+
+TEST_CASE("ssd: no heads or no channels: nothing to read or write", "[ssd][errors]") {
+  // heads = 0 or head_dim = 0: no operand is read (they may be null), the
+  // state (N x 0 per head) is empty; both forms return at once
+  for (std::size_t heads : {0, 2}) {
+    ssm::SsdArgs p;
+    p.L = 5, p.heads = heads, p.head_dim = heads ? 0 : 4, p.N = 4;
+    std::vector<float> A(heads, -1.f), rows(64, 1.f);
+    p.A = A.data();
+    p.x = p.dt = p.B = p.C = heads ? rows.data() : nullptr;
+    p.B_time_stride = p.C_time_stride = 4;
+    p.y = heads ? rows.data() : nullptr;
+    INFO("heads=" << heads);
+    ssm::ssd_recurrent(p);
+    ssm::ssd_chunked(p, 2);
+    CHECK(std::all_of(rows.begin(), rows.end(), [](float v) { return v == 1.f; }));
+  }
 }

@@ -17,10 +17,13 @@
 #include <ssm/detail/ssd_chunked.hpp>
 #include <ssm/detail/ssd_kernel.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ssm {
@@ -72,14 +75,31 @@ inline void check_ssd(const SsdArgs& p, const char* where) {
   if (p.groups == 0 || p.heads % p.groups != 0)
     fail(std::to_string(p.heads) + " heads do not split into " + std::to_string(p.groups) + " groups");
   if (p.batch * p.heads > 0 && !p.A) fail("A must be given");
-  if (p.batch * p.L * p.heads > 0 && (!p.x || !p.dt || !p.B || !p.C || !p.y))
-    fail("x, dt, B, C and y must be given");
+  if (p.batch * p.L * p.heads > 0) {
+    std::string missing;
+    for (auto [name, given] : {std::pair{"x", p.x != nullptr}, {"dt", p.dt != nullptr},
+                               {"B", p.B != nullptr}, {"C", p.C != nullptr}, {"y", p.y != nullptr}})
+      if (!given) missing += std::string(missing.empty() ? "" : ", ") + name;
+    if (!missing.empty()) fail("x, dt, B, C and y must be given; null: " + missing);
+  }
   for (std::size_t h = 0; h < p.heads && p.A; ++h)
     if (!(p.A[h] <= 0) || !std::isfinite(p.A[h]))
       fail("A[" + std::to_string(h) + "] must be finite and <= 0, got " + std::to_string(p.A[h]));
   if (!(p.dt_min >= 0 && p.dt_min <= p.dt_max))
     fail("the dt limits must satisfy 0 <= dt_min <= dt_max, got [" + std::to_string(p.dt_min) +
          ", " + std::to_string(p.dt_max) + "]");
+  // outputs that a zero (or too short) stride would make overlap: the
+  // defaults are 0, and threads writing the same rows race
+  const auto row = std::ptrdiff_t(p.heads * p.head_dim), state = std::ptrdiff_t(p.heads * p.N * p.head_dim);
+  auto at_least = [&](const char* name, std::ptrdiff_t stride, std::ptrdiff_t least, const char* what) {
+    if (std::abs(stride) < least)
+      fail(std::string(name) + " must be at least " + std::to_string(least) + " in magnitude (" + what +
+           "), got " + std::to_string(stride));
+  };
+  if (p.L > 1 && p.y) at_least("y_time_stride", p.y_time_stride, row, "heads * head_dim");
+  if (p.batch > 1 && p.L > 0 && p.y) at_least("y_batch_stride", p.y_batch_stride, row, "heads * head_dim");
+  if (p.batch > 1 && p.state)
+    at_least("state_batch_stride", p.state_batch_stride, state, "heads * N * head_dim");
 }
 
 // Head h of sequence b as the recurrent kernel takes it.
@@ -112,30 +132,32 @@ inline int ssd_threads(const SsdArgs& p, int threads) {
 /// 64 steps at a time, all of a thread's heads block by block), pairs split
 /// over `threads` threads (0: OpenMP's maximum). Agrees with a
 /// double-precision loop to ~1e-6 of the scale of y (tests/test_ssd.cpp).
-/// NaN in x or dt propagates. Bad sizes, missing operands, A > 0 or bad dt
-/// limits throw std::invalid_argument. At long L a head's rows of x, dt and
-/// y are walked a 4 KiB page per step: operands in 2 MiB pages (as the
-/// models' workspaces hold them, detail/pages.hpp) ran up to 2x faster on
-/// a Xeon host (bench/RESULTS.md).
+/// NaN in x or dt propagates. Bad sizes, missing operands, A > 0, bad dt
+/// limits or output strides shorter than a row (y: heads * head_dim; the
+/// state: heads * N * head_dim; e.g. left at 0) throw std::invalid_argument.
+/// At long L a head's rows of x, dt and y are walked a 4 KiB page per step:
+/// operands in 2 MiB pages (as the models' workspaces hold them,
+/// detail/pages.hpp) ran up to 2x faster on a Xeon host (bench/RESULTS.md).
 template <class Arch = xsimd::default_arch>
 void ssd_recurrent(const SsdArgs& p, int threads = 0) {
   detail::check_ssd(p, "ssm::ssd_recurrent");
   if (p.L == 0) return;  // the state stays as given
   const std::size_t jobs = p.batch * p.heads, NP = p.N * p.head_dim;
   [[maybe_unused]] const int nt = detail::ssd_threads(p, threads);
+  // allocated here, where a failure throws (inside the region it would end
+  // the program)
+  std::vector<float> zero_states(p.state ? 0 : jobs * NP, 0.f);
   SSM_OMP(parallel num_threads(nt) if (nt > 1))
   {
     thread_local detail::SsdScratch scratch;
     thread_local std::vector<double> carry;
-    thread_local std::vector<float> zero_states;
     // a contiguous range of (sequence, head) pairs per thread
     const std::size_t i = std::size_t(detail::thread_index()), m = std::size_t(detail::team_size());
     const std::size_t j0 = jobs * i / m, j1 = jobs * (i + 1) / m;
-    if (!p.state) zero_states.assign((j1 - j0) * NP, 0.f);
     auto head = [&](std::size_t j) {
       const std::size_t b = j / p.heads, h = j % p.heads;
       float* state = p.state ? p.state + std::ptrdiff_t(b) * p.state_batch_stride + std::ptrdiff_t(h * NP)
-                             : zero_states.data() + (j - j0) * NP;
+                             : zero_states.data() + j * NP;
       return detail::ssd_head(p, b, h, state);
     };
     detail::ssd_heads_recurrent<Arch>(head, j0, j1, p.L, carry, scratch);
@@ -148,12 +170,14 @@ void ssd_recurrent(const SsdArgs& p, int threads = 0) {
 /// boundaries by the scan core (linear_recurrence) and their contribution
 /// to the outputs. Same results as ssd_recurrent() to rounding (~1e-6 of
 /// the scale of y); work split over heads and chunks. chunk_size changes
-/// the cost, not the result. Same errors, plus chunk_size == 0.
+/// the cost, not the result (one longer than L is one chunk of L steps).
+/// Same errors, plus chunk_size == 0.
 template <class Arch = xsimd::default_arch>
 void ssd_chunked(const SsdArgs& p, std::size_t chunk_size, int threads = 0) {
   detail::check_ssd(p, "ssm::ssd_chunked");
   if (chunk_size == 0) throw std::invalid_argument("ssm::ssd_chunked: chunk_size must be > 0");
-  if (p.L == 0) return;
+  if (p.L == 0 || p.batch * p.heads * p.head_dim == 0) return;  // nothing to write
+  chunk_size = std::min(chunk_size, p.L);  // a longer chunk is the same one chunk
   const std::size_t NP = p.N * p.head_dim;
   const int nt = detail::ssd_threads(p, threads);
   std::vector<float> zero_state;

@@ -44,8 +44,8 @@ struct Ssd {
           if (softplus) d = naive::softplus(d);
           d = std::min(std::max(d, dt_min), dt_max);
           const double decay = std::exp(d * A[h]);
-          const double* Bt = &B[((b * L + t) * G + g) * N];
-          const double* Ct = &C[((b * L + t) * G + g) * N];
+          const double* Bt = B.data() + ((b * L + t) * G + g) * N;  // (not &B[...]: empty at N = 0)
+          const double* Ct = C.data() + ((b * L + t) * G + g) * N;
           for (std::size_t p = 0; p < P; ++p) {
             const double xv = x[((b * L + t) * H + h) * P + p];
             double acc = 0, mag = 0;

@@ -136,7 +136,10 @@ class SsdChunked {
     const ConstView Cc(s_.C + step(c) * s_.C_ts + std::ptrdiff_t(g * s_.N), Qc, N, Stride(s_.C_ts));
     const ConstView Bc(s_.B + step(c) * s_.B_ts + std::ptrdiff_t(g * s_.N), Qc, N, Stride(s_.B_ts));
     View CB(CB_.data() + (g * nc_ + c) * Q_ * Q_, Qc, Qc, Stride(Qc));
-    CB.template triangularView<Eigen::Lower>() = Cc * Bc.transpose();
+    if (N == 0)  // no states: no scores (Eigen's triangular product divides by N)
+      CB.setZero();
+    else
+      CB.template triangularView<Eigen::Lower>() = Cc * Bc.transpose();
   }
 
   // Head h, chunk c: the quadratic term into y, the chunk's state term
