@@ -107,6 +107,13 @@ TEST_CASE("MambaLM rejects bad tokens and foreign caches", "[mamba][errors]") {
   other.ssm.pop_back();
   REQUIRE_THROWS_WITH(m.forward(bad, 1, other, logits.data(), 1, ws),
                       Catch::Matchers::Contains("the cache was made for another model"));
+  const std::int32_t two[] = {5, 6};
+  ssm::MambaCache* twice[] = {&cache, &cache};
+  REQUIRE_THROWS_MATCHES(m.step(two, twice, 2, logits.data(), ws), std::invalid_argument,
+                         Message("ssm::MambaLM::step: caches[0] and caches[1] are the same cache"));
+  ssm::MambaCache* none[] = {&cache, nullptr};
+  REQUIRE_THROWS_MATCHES(m.step(two, none, 2, logits.data(), ws), std::invalid_argument,
+                         Message("ssm::MambaLM::step: caches[1] is null"));
   REQUIRE_THROWS_WITH(ssm::MambaLM::load(data("mamba2-tiny")),
                       Catch::Matchers::Contains("a Mamba-2 checkpoint"));
   REQUIRE_THROWS_WITH(ssm::MambaLM::load(data("no-such-model")),

@@ -323,6 +323,10 @@ TEST_CASE("Mamba2LM rejects bad tokens, foreign caches and bad checkpoints", "[m
   other.ssm.pop_back();
   ssm::Mamba2Cache* caches[] = {&other};
   REQUIRE_THROWS_WITH(m.step(bad, caches, 1, logits.data(), ws), Contains("the cache was made for another model"));
+  const std::int32_t two[] = {5, 6};
+  ssm::Mamba2Cache* twice[] = {&cache, &cache};
+  REQUIRE_THROWS_MATCHES(m.step(two, twice, 2, logits.data(), ws), std::invalid_argument,
+                         Message("ssm::Mamba2LM::step: caches[0] and caches[1] are the same cache"));
   REQUIRE_THROWS_WITH(ssm::Mamba2LM::load(data("mamba-tiny")), Contains("a Mamba-1 checkpoint; load it with ssm::MambaLM"));
 
   const std::string layer0 = "backbone.layers.0.mixer.";
@@ -361,6 +365,29 @@ TEST_CASE("Mamba2LM rejects bad tokens, foreign caches and bad checkpoints", "[m
     ck.write(config, tensors);
     REQUIRE_THROWS_WITH(ssm::Mamba2LM::load(ck.dir), Contains("the time step limit must be >= 0, got -0.500000"));
   }
+}
+
+TEST_CASE("Mamba2LM::random rejects inconsistent configs", "[mamba2][errors]") {
+  using Catch::Matchers::Message;
+  ssm::Mamba2Config c;
+  c.d_model = 32, c.n_layer = 1, c.vocab_size = 50, c.d_state = 8, c.d_inner = 64, c.headdim = 16, c.nheads = 4;
+  c.ngroups = 2;
+  ssm::Mamba2LM::random(c, 1);  // consistent
+  const std::string where = "ssm::Mamba2LM::random: ";
+  ssm::Mamba2Config bad = c;
+  bad.nheads = 3;  // d_inner 64 but 3 heads of 16: y's rows would be too short
+  REQUIRE_THROWS_MATCHES(ssm::Mamba2LM::random(bad, 1), std::invalid_argument,
+                         Message(where + "nheads * headdim = 3 * 16 must equal d_inner = 64"));
+  bad = c, bad.ngroups = 3;
+  REQUIRE_THROWS_MATCHES(ssm::Mamba2LM::random(bad, 1), std::invalid_argument,
+                         Message(where + "4 heads do not split into 3 groups"));
+  bad = c, bad.dt_min_limit = 1, bad.dt_max_limit = 0.5;
+  REQUIRE_THROWS_MATCHES(ssm::Mamba2LM::random(bad, 1), std::invalid_argument,
+                         Message(where + "the dt limits must satisfy 0 <= dt_min_limit <= dt_max_limit, "
+                                         "got [1.000000, 0.500000]"));
+  bad = c, bad.chunk_size = 0;
+  REQUIRE_THROWS_MATCHES(ssm::Mamba2LM::random(bad, 1), std::invalid_argument,
+                         Message(where + "chunk_size must be > 0, got 0"));
 }
 
 TEST_CASE("Mamba-2 hidden states: after each layer, then the final norm", "[mamba2]") {

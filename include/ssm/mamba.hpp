@@ -179,6 +179,19 @@ void run_prompt(const LmParts<Layer>& m, std::size_t n, std::size_t logit_rows, 
   }
 }
 
+// step()'s caches: none null, none twice (the threads that update one
+// sequence's state would race with those of its twin).
+template <class Cache>
+void check_distinct(Cache* const* caches, std::size_t batch, const char* where) {
+  for (std::size_t i = 0; i < batch; ++i) {
+    if (!caches[i]) throw std::invalid_argument(std::string(where) + ": caches[" + std::to_string(i) + "] is null");
+    for (std::size_t j = 0; j < i; ++j)
+      if (caches[j] == caches[i])
+        throw std::invalid_argument(std::string(where) + ": caches[" + std::to_string(j) + "] and caches[" +
+                                    std::to_string(i) + "] are the same cache");
+  }
+}
+
 }  // namespace detail
 
 /// A Mamba-1 language model: the weights and the two evaluation paths. The
@@ -217,14 +230,15 @@ class MambaLM {
   /// Continuing a cache with several tokens gives the logits of feeding
   /// the whole sequence at once. hidden (optional): receives the residual
   /// stream after each layer and the final normed output (transformers'
-  /// output_hidden_states without the embedding entry), n_layer + 1 entries.
+  /// output_hidden_states without the embedding entry), n_layer + 1 entries
+  /// (none when n == 0).
   void forward(const std::int32_t* tokens, std::size_t n, MambaCache& cache, float* logits,
                std::size_t logit_rows, MambaWorkspace& ws,
                std::vector<detail::RowMatrixXf>* hidden = nullptr) const;
 
   /// The recurrent path: one token for each of `batch` sequences, advancing
-  /// their caches; logits (batch, vocab). Each sequence's logits are bitwise
-  /// those of stepping it alone.
+  /// their caches (distinct, else std::invalid_argument); logits (batch,
+  /// vocab). Each sequence's logits are bitwise those of stepping it alone.
   void step(const std::int32_t* tokens, MambaCache* const* caches, std::size_t batch,
             float* logits, MambaWorkspace& ws) const;
 

@@ -55,9 +55,9 @@ enum class Mamba2Norm {
 /// Which form of the SSM forward() uses over a prompt; the results agree
 /// to rounding (tests/test_mamba2.cpp), the speed does not.
 enum class Mamba2Prefill {
-  /// the faster on the CPUs measured: the recurrent form, 2.5 to 3.5 times
-  /// faster than the chunked one at every L from 16 to 2048, N = 64 and 128,
-  /// head_dim 64 (bench_mamba2, bench/RESULTS.md). It does 2 N P FMAs per
+  /// the faster on the CPUs measured: the recurrent form, about 2 to 5 times
+  /// faster than the chunked one at its best chunk size, at every L from 16
+  /// to 2048, N = 64 and 128, head_dim 64 (bench_mamba2, bench/RESULTS.md). It does 2 N P FMAs per
   /// step and head; the chunked form at least as many plus Q P / 2 for the
   /// intra-chunk term, at matrix-product speed, which on a CPU's vector
   /// units is no faster than the recurrent kernel's.
@@ -118,7 +118,8 @@ class Mamba2LM {
   static Mamba2LM load(const std::string& folder);
 
   /// A model of the given shape with random weights (deterministic in
-  /// `seed`), for benchmarks and tests.
+  /// `seed`), for benchmarks and tests. An inconsistent config throws
+  /// std::invalid_argument (Mamba2Config::check).
   static Mamba2LM random(const Mamba2Config& config, std::uint64_t seed);
 
   const Mamba2Config& config() const { return cfg_; }                 ///< the shape
@@ -142,7 +143,8 @@ class Mamba2LM {
   /// state (which it advances), and writes the logits of the last
   /// `logit_rows` positions to `logits` ((logit_rows, vocab), row-major).
   /// hidden (optional): the residual stream after each layer and the final
-  /// normed output (transformers' output_hidden_states), n_layer + 1 entries.
+  /// normed output (transformers' output_hidden_states), n_layer + 1 entries
+  /// (none when n == 0).
   /// Arch (here and in step()): the kernels' SIMD instruction set. (Both
   /// are templates so that a translation unit that includes this header
   /// without running a model compiles none of their matrix products.)
@@ -152,8 +154,8 @@ class Mamba2LM {
                std::vector<detail::RowMatrixXf>* hidden = nullptr) const;
 
   /// The recurrent path: one token for each of `batch` sequences, advancing
-  /// their caches; logits (batch, vocab). Each sequence's logits are bitwise
-  /// those of stepping it alone.
+  /// their caches (distinct, else std::invalid_argument); logits (batch,
+  /// vocab). Each sequence's logits are bitwise those of stepping it alone.
   template <class Arch = xsimd::default_arch>
   void step(const std::int32_t* tokens, Mamba2Cache* const* caches, std::size_t batch,
             float* logits, Mamba2Workspace& ws) const;

@@ -86,6 +86,7 @@ inline Mamba2LM Mamba2LM::load(const std::string& folder) {
 }
 
 inline Mamba2LM Mamba2LM::random(const Mamba2Config& config, std::uint64_t seed) {
+  config.check("ssm::Mamba2LM::random");
   Mamba2LM m;
   m.cfg_ = config;
   const Mamba2Config& c = m.cfg_;
@@ -239,6 +240,7 @@ template <class Arch>
 void Mamba2LM::step(const std::int32_t* tokens, Mamba2Cache* const* caches,
                            std::size_t batch, float* logits, Mamba2Workspace& ws) const {
   check_tokens(tokens, batch);
+  detail::check_distinct(caches, batch, "ssm::Mamba2LM::step");
   for (std::size_t b = 0; b < batch; ++b) check_cache(*caches[b]);
   const auto dm = std::size_t(cfg_.d_model), di = std::size_t(cfg_.d_inner);
   const auto V = std::size_t(cfg_.vocab_size), K = std::size_t(cfg_.d_conv);

@@ -203,6 +203,7 @@ inline void MambaLM::forward(const std::int32_t* tokens, std::size_t n, MambaCac
 inline void MambaLM::step(const std::int32_t* tokens, MambaCache* const* caches,
                           std::size_t batch, float* logits, MambaWorkspace& ws) const {
   check_tokens(tokens, batch);
+  detail::check_distinct(caches, batch, "ssm::MambaLM::step");
   for (std::size_t b = 0; b < batch; ++b) check_cache(*caches[b]);
   const auto dm = std::size_t(cfg_.d_model), di = std::size_t(cfg_.d_inner);
   const auto V = std::size_t(cfg_.vocab_size), K = std::size_t(cfg_.d_conv);

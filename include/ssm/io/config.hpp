@@ -92,6 +92,12 @@ struct Mamba2Config {
 
   /// Reads a config.json of either layout; `source` names it in errors.
   static Mamba2Config from_json(const nlohmann::json& config, const std::string& source);
+
+  /// Throws std::invalid_argument (prefixed by `where`) unless the sizes are
+  /// positive, nheads * headdim == d_inner, the heads split into ngroups,
+  /// 0 <= dt_min_limit <= dt_max_limit and norm_eps > 0: what a model built
+  /// from this config (e.g. Mamba2LM::random) relies on.
+  void check(const std::string& where) const;
 };
 
 namespace io::detail {
@@ -363,6 +369,23 @@ inline Mamba2Config Mamba2Config::from_json(const nlohmann::json& config,
     r.fail(groups_key, std::to_string(c.nheads) + " heads do not split into " +
                           std::to_string(c.ngroups) + " groups");
   return c;
+}
+
+inline void Mamba2Config::check(const std::string& where) const {
+  auto fail = [&](const std::string& what) { throw std::invalid_argument(where + ": " + what); };
+  for (auto [name, value] : {std::pair{"d_model", d_model}, {"n_layer", n_layer}, {"vocab_size", vocab_size},
+                             {"d_state", d_state}, {"d_conv", d_conv}, {"headdim", headdim},
+                             {"nheads", nheads}, {"ngroups", ngroups}, {"chunk_size", chunk_size}})
+    if (value <= 0) fail(std::string(name) + " must be > 0, got " + std::to_string(value));
+  if (nheads * headdim != d_inner)
+    fail("nheads * headdim = " + std::to_string(nheads) + " * " + std::to_string(headdim) +
+         " must equal d_inner = " + std::to_string(d_inner));
+  if (nheads % ngroups != 0)
+    fail(std::to_string(nheads) + " heads do not split into " + std::to_string(ngroups) + " groups");
+  if (!(dt_min_limit >= 0 && dt_min_limit <= dt_max_limit))
+    fail("the dt limits must satisfy 0 <= dt_min_limit <= dt_max_limit, got [" +
+         std::to_string(dt_min_limit) + ", " + std::to_string(dt_max_limit) + "]");
+  if (!(norm_eps > 0)) fail("norm_eps must be > 0, got " + std::to_string(norm_eps));
 }
 
 }  // namespace ssm
