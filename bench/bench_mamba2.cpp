@@ -110,7 +110,7 @@ void BM_SsdTile(benchmark::State& st) {
   const auto N = std::size_t(st.range(0)), T = ssm::detail::ssd_time_block, P = std::size_t(64);
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> u(-0.1f, 0.1f);
-  Buffer x(T * P), bs(T * N), C(T * N), sy(T, 1.f), mult(T, 1.f), partial(T * P), y(T * P), state(N * P, 0.f);
+  Buffer x(T * P), bs(T * N), C(T * N), scale(T, 1.f), mult(T, 1.f), partial(T * P), y(T * P), state(N * P, 0.f);
   for (auto* b : {&x, &bs, &C})
     for (auto& v : *b) v = u(rng);
   std::vector<unsigned char> renorm(T, 0);
@@ -118,7 +118,7 @@ void BM_SsdTile(benchmark::State& st) {
   ssm::detail::SsdBlock k;
   k.T = T, k.P = P, k.N = N, k.x = x.data(), k.x_ts = std::ptrdiff_t(P);
   k.bs = bs.data(), k.C = C.data(), k.C_ts = std::ptrdiff_t(N);
-  k.sy = sy.data(), k.renorm = renorm.data(), k.mult = mult.data(), k.D = 1, k.partial = partial.data();
+  k.scale = scale.data(), k.renorm = renorm.data(), k.mult = mult.data(), k.D = 1, k.partial = partial.data();
   k.y = y.data(), k.y_ts = std::ptrdiff_t(P), k.state = state.data();
   for (auto _ : st) {
     ssm::detail::ssd_block<xsimd::default_arch>(k);

@@ -72,18 +72,23 @@ struct SsdHead {
 
 // Per-thread scratch of the recurrent form, grown once. Cache-line aligned:
 // the tiles load rows of the partial readouts as whole batches, and from
-// the heap's 16-byte alignment each 64-byte load spanned two lines (with
-// x packed here too, N = 64: 1.05x-1.15x on Zen 5 and on an Emerald
-// Rapids Xeon).
+// the heap's 16-byte alignment each 64-byte load spanned two lines
+// (measured while x was packed here too, N = 64: 1.05x-1.15x on Zen 5 and
+// on an Emerald Rapids Xeon).
 struct SsdScratch {
   using Buffer = std::vector<float, xsimd::aligned_allocator<float, 64>>;
-  Buffer y, su, sy, sk, mult, bs, C;
+  Buffer partial;    // (T, P): the readouts of the state rows done so far
+  Buffer dt;         // per step: dt, then dt / s
+  Buffer scale;      // per step: r = log2 s - k, then s = 2^k 2^r
+  Buffer scale_exp;  // per step: k = round(log2 s)
+  Buffer mult;       // per step: what a renormalization multiplies g by
+  Buffer bs, C;      // (T, N): (dt / s) B; the block's rows of C, packed
   std::vector<unsigned char> renorm;
 };
 
 // One time block of a head for the tile kernels, every pointer at the
 // block's first step: g += x_t bs_t^T with bs_t = (dt_t / s_t) B_t, after
-// g *= mult[t] where renorm[t]; y_t = sy_t (g C_t) + D x_t with sy_t = s_t.
+// g *= mult[t] where renorm[t]; y_t = scale_t (g C_t) + D x_t, scale_t = s_t.
 // Readouts of all but the last rows of n go through `partial` (contiguous:
 // y's rows, often a multiple of 4 KiB apart, would share a few L1 sets).
 struct SsdBlock {
@@ -93,7 +98,7 @@ struct SsdBlock {
   const float* bs = nullptr;  // (T, N)
   const float* C = nullptr;
   std::ptrdiff_t C_ts = 0;
-  const float* sy = nullptr;
+  const float* scale = nullptr;  // s_t
   const unsigned char* renorm = nullptr;
   const float* mult = nullptr;
   float D = 0;
@@ -154,7 +159,7 @@ void ssd_tile(const SsdBlock& k, std::size_t n0, std::size_t p0, bool first, boo
   const std::size_t T = k.T, P = k.P, N = k.N;
   const std::ptrdiff_t x_ts = k.x_ts, C_ts = k.C_ts, y_ts = k.y_ts;
   const unsigned char* renorm = k.renorm;
-  const float *mult = k.mult, *sy = k.sy;
+  const float *mult = k.mult, *scale = k.scale;
   const bool stream = k.stream_y;
   const batch D(k.D);
   const float* x = k.x + p0;
@@ -186,9 +191,9 @@ void ssd_tile(const SsdBlock& k, std::size_t n0, std::size_t p0, bool first, boo
       static_for<PV>([&](auto j) { acc[j] = xsimd::fma(c, g[r][j], acc[j]); });
     });
     if (last) {
-      const batch scale(sy[t]);
+      const batch st(scale[t]);
       static_for<PV>([&](auto j) {
-        const batch v = xsimd::fma(scale, acc[j], D * xv[j]);
+        const batch v = xsimd::fma(st, acc[j], D * xv[j]);
         if (stream)
           store_streaming<Arch>(y + j * W, v);
         else
@@ -220,7 +225,7 @@ inline void ssd_columns_scalar(const SsdBlock& k, std::size_t p0, std::size_t p1
         g += B[n] * x;
         acc += C[n] * g;
       }
-      k.y[std::ptrdiff_t(t) * k.y_ts + std::ptrdiff_t(p)] = k.sy[t] * acc + k.D * x;
+      k.y[std::ptrdiff_t(t) * k.y_ts + std::ptrdiff_t(p)] = k.scale[t] * acc + k.D * x;
     }
   for (std::size_t n = 0; n < N && k.out_scale != 1; ++n)
     for (std::size_t p = p0; p < p1; ++p) k.state[n * k.P + p] *= k.out_scale;
@@ -323,18 +328,18 @@ void ssd_head_block(const SsdHead& h, std::size_t t0, std::size_t n, double& c, 
   using batch = xsimd::batch<float, Arch>;
   constexpr std::size_t W = batch::size;
   const std::size_t T = ssd_time_block;
-  s.y.resize(T * h.P);
+  s.partial.resize(T * h.P);
   s.bs.resize(T * h.N);
-  s.su.resize(T);
-  s.sy.resize(T);
-  s.sk.resize(T);
+  s.dt.resize(T);
+  s.scale.resize(T);
+  s.scale_exp.resize(T);
   s.mult.resize(T);
   s.renorm.resize(T);
   const double A2 = double(h.A) * log2e_double;
-  for (std::size_t i = 0; i < n; ++i) s.su[i] = h.dt[std::ptrdiff_t(t0 + i) * h.dt_ts];
-  step_sizes<Arch>(h.step, s.su.data(), n);
+  for (std::size_t i = 0; i < n; ++i) s.dt[i] = h.dt[std::ptrdiff_t(t0 + i) * h.dt_ts];
+  step_sizes<Arch>(h.step, s.dt.data(), n);
   for (std::size_t i = 0; i < n; ++i) {
-    const double next = c + double(s.su[i]) * A2;
+    const double next = c + double(s.dt[i]) * A2;
     // renormalize at the first step (then a single step is the direct
     // update) and when s falls below 2^-32; NaN renormalizes to NaN
     s.renorm[i] = t0 + i == 0 || !(next >= double(ssd_scale_floor));
@@ -345,25 +350,25 @@ void ssd_head_block(const SsdHead& h, std::size_t t0, std::size_t n, double& c, 
       c = next;
     }
     const double k = std::nearbyint(c);
-    s.sk[i] = float(k);
-    s.sy[i] = float(c - k);
+    s.scale_exp[i] = float(k);
+    s.scale[i] = float(c - k);
   }
   std::size_t i = 0;  // s = 2^k 2^r, and dt / s scales B
   for (; i + W <= n; i += W) {
-    const batch sy = exp2_reduced(batch::load_unaligned(s.sy.data() + i)) *
-                     exp2_nonpositive<Arch>(batch::load_unaligned(s.sk.data() + i));
-    sy.store_unaligned(s.sy.data() + i);
-    (batch::load_unaligned(s.su.data() + i) / sy).store_unaligned(s.su.data() + i);
+    const batch sc = exp2_reduced(batch::load_unaligned(s.scale.data() + i)) *
+                     exp2_nonpositive<Arch>(batch::load_unaligned(s.scale_exp.data() + i));
+    sc.store_unaligned(s.scale.data() + i);
+    (batch::load_unaligned(s.dt.data() + i) / sc).store_unaligned(s.dt.data() + i);
   }
   for (; i < n; ++i) {
-    s.sy[i] = std::ldexp(std::exp2(s.sy[i]), int(s.sk[i]));
-    s.su[i] /= s.sy[i];
+    s.scale[i] = std::ldexp(std::exp2(s.scale[i]), int(s.scale_exp[i]));
+    s.dt[i] /= s.scale[i];
   }
   // (dt / s) B, once per step and state: the tiles broadcast it from memory,
   // which costs no vector instruction
-  for (std::size_t i = 0; i < n; ++i) {
-    const float* B = h.B + std::ptrdiff_t(t0 + i) * h.B_ts;
-    for (std::size_t m = 0; m < h.N; ++m) s.bs[i * h.N + m] = B[m] * s.su[i];
+  for (std::size_t t = 0; t < n; ++t) {
+    const float* B = h.B + std::ptrdiff_t(t0 + t) * h.B_ts;
+    for (std::size_t m = 0; m < h.N; ++m) s.bs[t * h.N + m] = B[m] * s.dt[t];
   }
   SsdBlock k;
   k.T = n;
@@ -374,15 +379,15 @@ void ssd_head_block(const SsdHead& h, std::size_t t0, std::size_t n, double& c, 
   k.bs = s.bs.data();
   k.C = C_packed ? C_packed : h.C + std::ptrdiff_t(t0) * h.C_ts;
   k.C_ts = C_packed ? std::ptrdiff_t(h.N) : h.C_ts;
-  k.sy = s.sy.data();
+  k.scale = s.scale.data();
   k.renorm = s.renorm.data();
   k.mult = s.mult.data();
   k.D = h.D;
-  k.partial = s.y.data();
+  k.partial = s.partial.data();
   k.y = h.y + std::ptrdiff_t(t0) * h.y_ts;
   k.y_ts = h.y_ts;
   k.state = h.state;
-  k.out_scale = t0 + n == h.L ? s.sy[n - 1] : 1.f;
+  k.out_scale = t0 + n == h.L ? s.scale[n - 1] : 1.f;
   k.stream_y = stream_y;
   ssd_block<Arch>(k);
 }
