@@ -47,7 +47,9 @@ struct MambaCache {
 /// across calls so that decoding allocates nothing after the first token.
 /// One per thread that runs the model. The rows the selective scan walks
 /// (xz holds z, xc is u, x_dbl holds B and C; delta, y) are in 2 MiB pages
-/// where Linux offers them (detail/pages.hpp).
+/// where Linux offers them (detail/pages.hpp). The fields are the model's
+/// intermediate rows, public for inspection only: their shapes and contents
+/// are not part of the interface.
 struct MambaWorkspace {
   detail::RowMatrixXf hidden, normed, out;
   detail::PagedRows xz, xc, x_dbl, delta, y;
@@ -55,18 +57,18 @@ struct MambaWorkspace {
 
 /// One Mamba block's weights. Matrices are row-major (out x in), as stored.
 struct MambaLayer {
-  Eigen::VectorXf norm_weight, norm_bias;   // (d_model); bias only with LayerNorm
-  detail::RowMatrixXf in_proj;              // (2 d_inner, d_model)
-  Eigen::VectorXf in_proj_bias;             // (2 d_inner) or empty
-  detail::RowMatrixXf conv_weight;          // (d_conv, d_inner): tap k of each channel
-  Eigen::VectorXf conv_bias;                // (d_inner) or empty
-  detail::RowMatrixXf x_proj;               // (dt_rank + 2 N, d_inner)
-  detail::RowMatrixXf dt_proj;              // (d_inner, dt_rank)
-  Eigen::VectorXf dt_bias;                  // (d_inner)
-  detail::RowMatrixXf A;                    // (d_inner, N): -exp(A_log)
-  Eigen::VectorXf D;                        // (d_inner)
-  detail::RowMatrixXf out_proj;             // (d_model, d_inner)
-  Eigen::VectorXf out_proj_bias;            // (d_model) or empty
+  Eigen::VectorXf norm_weight, norm_bias;   ///< (d_model); bias only with LayerNorm
+  detail::RowMatrixXf in_proj;              ///< (2 d_inner, d_model)
+  Eigen::VectorXf in_proj_bias;             ///< (2 d_inner) or empty
+  detail::RowMatrixXf conv_weight;          ///< (d_conv, d_inner): tap k of each channel
+  Eigen::VectorXf conv_bias;                ///< (d_inner) or empty
+  detail::RowMatrixXf x_proj;               ///< (dt_rank + 2 N, d_inner)
+  detail::RowMatrixXf dt_proj;              ///< (d_inner, dt_rank)
+  Eigen::VectorXf dt_bias;                  ///< (d_inner)
+  detail::RowMatrixXf A;                    ///< (d_inner, N): -exp(A_log)
+  Eigen::VectorXf D;                        ///< (d_inner)
+  detail::RowMatrixXf out_proj;             ///< (d_model, d_inner)
+  Eigen::VectorXf out_proj_bias;            ///< (d_model) or empty
 };
 
 namespace detail {
@@ -184,7 +186,8 @@ void run_prompt(const LmParts<Layer>& m, std::size_t n, std::size_t logit_rows, 
 template <class Cache>
 void check_distinct(Cache* const* caches, std::size_t batch, const char* where) {
   for (std::size_t i = 0; i < batch; ++i) {
-    if (!caches[i]) throw std::invalid_argument(std::string(where) + ": caches[" + std::to_string(i) + "] is null");
+    if (!caches[i])
+      throw std::invalid_argument(std::string(where) + ": caches[" + std::to_string(i) + "] is null");
     for (std::size_t j = 0; j < i; ++j)
       if (caches[j] == caches[i])
         throw std::invalid_argument(std::string(where) + ": caches[" + std::to_string(j) + "] and caches[" +

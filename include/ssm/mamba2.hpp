@@ -28,7 +28,7 @@
 #include <ssm/detail/pages.hpp>
 #include <ssm/io/checkpoint.hpp>
 #include <ssm/io/config.hpp>
-#include <ssm/mamba.hpp>  // detail::norm_rows, conv_silu, ensure_size, copy_rows
+#include <ssm/mamba.hpp>  // detail::run_prompt, LmParts, norm_rows, conv_silu, copy_rows, ...
 #include <ssm/ssd.hpp>
 
 #include <Eigen/Core>
@@ -81,7 +81,9 @@ struct Mamba2Cache {
 /// Scratch memory of forward() and step(), reused across calls (no
 /// allocation per token after the first). One per thread running the model.
 /// The rows the SSD kernel walks (proj holds dt, xbc holds x, B, C; y) are
-/// in 2 MiB pages where Linux offers them (detail/pages.hpp).
+/// in 2 MiB pages where Linux offers them (detail/pages.hpp). The fields are
+/// the model's intermediate rows, public for inspection only: their shapes
+/// and contents are not part of the interface.
 struct Mamba2Workspace {
   detail::RowMatrixXf hidden, normed, window, gated, out;
   detail::PagedRows proj, xbc, y;
@@ -89,17 +91,17 @@ struct Mamba2Workspace {
 
 /// One Mamba-2 block's weights; matrices row-major (out x in), as stored.
 struct Mamba2Layer {
-  Eigen::VectorXf norm_weight, norm_bias;  // (d_model); bias only with LayerNorm
-  detail::RowMatrixXf in_proj;             // (in_proj_size, d_model): [z | x | B | C | dt]
-  Eigen::VectorXf in_proj_bias;            // (in_proj_size) or empty
-  detail::RowMatrixXf conv_weight;         // (d_conv, conv_dim): tap k of each channel
-  Eigen::VectorXf conv_bias;               // (conv_dim) or empty
-  Eigen::VectorXf dt_bias;                 // (nheads)
-  Eigen::VectorXf A;                       // (nheads): -exp(A_log)
-  Eigen::VectorXf D;                       // (nheads)
-  Eigen::VectorXf gate_norm_weight;        // (d_inner); empty without the gated norm
-  detail::RowMatrixXf out_proj;            // (d_model, d_inner)
-  Eigen::VectorXf out_proj_bias;           // (d_model) or empty
+  Eigen::VectorXf norm_weight, norm_bias;  ///< (d_model); bias only with LayerNorm
+  detail::RowMatrixXf in_proj;             ///< (in_proj_size, d_model): [z | x | B | C | dt]
+  Eigen::VectorXf in_proj_bias;            ///< (in_proj_size) or empty
+  detail::RowMatrixXf conv_weight;         ///< (d_conv, conv_dim): tap k of each channel
+  Eigen::VectorXf conv_bias;               ///< (conv_dim) or empty
+  Eigen::VectorXf dt_bias;                 ///< (nheads)
+  Eigen::VectorXf A;                       ///< (nheads): -exp(A_log)
+  Eigen::VectorXf D;                       ///< (nheads)
+  Eigen::VectorXf gate_norm_weight;        ///< (d_inner); empty without the gated norm
+  detail::RowMatrixXf out_proj;            ///< (d_model, d_inner)
+  Eigen::VectorXf out_proj_bias;           ///< (d_model) or empty
 };
 
 /// A Mamba-2 language model: the weights and the two evaluation paths. The

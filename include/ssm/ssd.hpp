@@ -121,8 +121,11 @@ inline SsdHead ssd_head(const SsdArgs& p, std::size_t b, std::size_t h, float* s
 }
 
 // Below ~2^17 state updates (~20 us) a parallel region costs more than it saves.
+inline int ssd_threads(std::size_t updates, int threads) {
+  return updates >= (std::size_t(1) << 17) ? resolve_threads(threads) : 1;
+}
 inline int ssd_threads(const SsdArgs& p, int threads) {
-  return p.batch * p.L * p.heads * p.N * p.head_dim >= (std::size_t(1) << 17) ? resolve_threads(threads) : 1;
+  return ssd_threads(p.batch * p.L * p.heads * p.N * p.head_dim, threads);
 }
 
 }  // namespace detail

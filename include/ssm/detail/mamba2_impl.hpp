@@ -192,9 +192,9 @@ void Mamba2LM::mixer(const Mamba2Layer& l, std::size_t steps, float* conv, float
   detail::copy_rows(conv, std::ptrdiff_t(cd), K - 1, cd, xbc_in, ld);
   float* proj = ws.proj.data() + std::ptrdiff_t(K - 1) * ld;
   detail::linear<Arch>(l.in_proj, l.in_proj_bias.size() ? l.in_proj_bias.data() : nullptr,
-                 ws.normed.data(), std::ptrdiff_t(dm), steps, proj, ld, threads);
+                       ws.normed.data(), std::ptrdiff_t(dm), steps, proj, ld, threads);
   detail::conv_silu<Arch>(xbc_in, ld, steps, cd, l.conv_weight, l.conv_bias, ws.xbc.data(),
-                    std::ptrdiff_t(cd));
+                          std::ptrdiff_t(cd));
   // the new history: the last K - 1 inputs
   detail::copy_rows(xbc_in + std::ptrdiff_t(steps) * ld, ld, K - 1, cd, conv, std::ptrdiff_t(cd));
 
@@ -206,8 +206,8 @@ void Mamba2LM::mixer(const Mamba2Layer& l, std::size_t steps, float* conv, float
 
   gated_norm<Arch>(l, ws.y.data(), std::ptrdiff_t(di), proj, ld, steps, ws.gated.data());
   detail::linear<Arch>(l.out_proj, l.out_proj_bias.size() ? l.out_proj_bias.data() : nullptr,
-                 ws.gated.data(), std::ptrdiff_t(di), steps, ws.out.data(), std::ptrdiff_t(dm),
-                 threads);
+                       ws.gated.data(), std::ptrdiff_t(di), steps, ws.out.data(), std::ptrdiff_t(dm),
+                       threads);
 }
 
 template <class Arch>
@@ -247,7 +247,7 @@ void Mamba2LM::step(const std::int32_t* tokens, Mamba2Cache* const* caches,
   const auto cd = std::size_t(cfg_.conv_dim()), ip = std::size_t(cfg_.in_proj_size());
   const auto H = std::size_t(cfg_.nheads);
   const std::size_t conv_per_layer = (K - 1) * cd;
-  const std::size_t ssm_per_layer = H * std::size_t(cfg_.d_state * cfg_.headdim);
+  const std::size_t head_state = std::size_t(cfg_.d_state * cfg_.headdim), ssm_per_layer = H * head_state;
   const auto B = Eigen::Index(batch), ld = std::ptrdiff_t(ip);
   detail::ensure_size(ws.hidden, B, Eigen::Index(dm));
   detail::ensure_size(ws.normed, B, Eigen::Index(dm));
@@ -259,8 +259,7 @@ void Mamba2LM::step(const std::int32_t* tokens, Mamba2Cache* const* caches,
   detail::ensure_size(ws.out, B, Eigen::Index(dm));
   embed(tokens, batch, ws.hidden.data(), std::ptrdiff_t(dm));
   const std::size_t jobs = batch * H;
-  [[maybe_unused]] const int nt =
-      batch * ssm_per_layer >= (std::size_t(1) << 17) ? detail::resolve_threads(threads) : 1;
+  [[maybe_unused]] const int nt = detail::ssd_threads(batch * ssm_per_layer, threads);
   // The dense layers take all sequences at once (each weight read once per
   // step), in matrix-vector form so that each sequence's numbers are bitwise
   // those of stepping it alone; the conv and the SSM run per sequence on
@@ -270,7 +269,7 @@ void Mamba2LM::step(const std::int32_t* tokens, Mamba2Cache* const* caches,
     detail::norm_rows(ws.hidden.data(), std::ptrdiff_t(dm), batch, dm, l.norm_weight, l.norm_bias,
                       cfg_.norm_eps, ws.normed.data(), std::ptrdiff_t(dm));
     detail::matvec<Arch>(l.in_proj, l.in_proj_bias.size() ? l.in_proj_bias.data() : nullptr,
-                   ws.normed.data(), std::ptrdiff_t(dm), batch, ws.proj.data(), ld, threads);
+                         ws.normed.data(), std::ptrdiff_t(dm), batch, ws.proj.data(), ld, threads);
     for (std::size_t b = 0; b < batch; ++b) {
       // window: K - 1 inputs of history, then this one
       float* conv = caches[b]->conv.data() + i * conv_per_layer;
@@ -278,7 +277,7 @@ void Mamba2LM::step(const std::int32_t* tokens, Mamba2Cache* const* caches,
       std::copy_n(conv, conv_per_layer, window);
       std::copy_n(ws.proj.data() + std::ptrdiff_t(b) * ld + std::ptrdiff_t(di), cd, window + conv_per_layer);
       detail::conv_silu<Arch>(window, std::ptrdiff_t(cd), 1, cd, l.conv_weight, l.conv_bias,
-                        ws.xbc.data() + std::ptrdiff_t(b * cd), std::ptrdiff_t(cd));
+                              ws.xbc.data() + std::ptrdiff_t(b * cd), std::ptrdiff_t(cd));
       std::copy_n(window + cd, conv_per_layer, conv);
     }
     SSM_OMP(parallel num_threads(nt) if (nt > 1))
@@ -287,24 +286,25 @@ void Mamba2LM::step(const std::int32_t* tokens, Mamba2Cache* const* caches,
       SSM_OMP(for schedule(static))
       for (std::ptrdiff_t j = 0; j < std::ptrdiff_t(jobs); ++j) {
         const std::size_t b = std::size_t(j) / H, h = std::size_t(j) % H;
+        float* layer_state = caches[b]->ssm.data() + i * ssm_per_layer;
         const SsdArgs a = ssd_args(l, 1, ws.xbc.data() + std::ptrdiff_t(b * cd),
                                    ws.proj.data() + std::ptrdiff_t(b) * ld + std::ptrdiff_t(di + cd), ld,
-                                   caches[b]->ssm.data() + i * ssm_per_layer,
-                                   ws.y.data() + std::ptrdiff_t(b * di));
+                                   layer_state, ws.y.data() + std::ptrdiff_t(b * di));
         double log2_scale = 0;
-        detail::ssd_head_block<Arch>(
-            detail::ssd_head(a, 0, h, a.state + h * ssm_per_layer / H), 0, 1, log2_scale, scratch);
+        detail::ssd_head_block<Arch>(detail::ssd_head(a, 0, h, layer_state + h * head_state), 0, 1,
+                                     log2_scale, scratch);
       }
     }
     gated_norm<Arch>(l, ws.y.data(), std::ptrdiff_t(di), ws.proj.data(), ld, batch, ws.gated.data());
     detail::matvec<Arch>(l.out_proj, l.out_proj_bias.size() ? l.out_proj_bias.data() : nullptr,
-                   ws.gated.data(), std::ptrdiff_t(di), batch, ws.out.data(), std::ptrdiff_t(dm), threads);
+                         ws.gated.data(), std::ptrdiff_t(di), batch, ws.out.data(), std::ptrdiff_t(dm),
+                         threads);
     ws.hidden.topRows(B) += ws.out.topRows(B);
   }
   detail::norm_rows(ws.hidden.data(), std::ptrdiff_t(dm), batch, dm, norm_f_weight_, norm_f_bias_,
                     cfg_.norm_eps, ws.normed.data(), std::ptrdiff_t(dm));
   detail::matvec<Arch>(head(), nullptr, ws.normed.data(), std::ptrdiff_t(dm), batch, logits,
-                 std::ptrdiff_t(V), threads);
+                       std::ptrdiff_t(V), threads);
   for (std::size_t b = 0; b < batch; ++b) caches[b]->tokens += 1;
 }
 
