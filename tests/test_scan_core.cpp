@@ -8,6 +8,7 @@
 #include "arch.hpp"
 #include "util.hpp"
 
+#include <algorithm>
 #include <complex>
 #include <utility>
 #include <vector>
@@ -242,6 +243,38 @@ TEST_CASE("states written over b, across threads", "[scan_core][threads]") {
   }
 }
 
+TEST_CASE("reversed rows written over b, across threads", "[scan_core][threads]") {
+  // negative strides: time runs from the last row to the first, out = b;
+  // the overlap check must see the span below the pointer
+  const int threads = GENERATE(1, 2, 3);
+  const std::size_t C = 5, L = 30011;
+  std::vector<double> a(L * C), b(L * C), h(C, 0.25);
+  for (auto& v : a) v = coefficient<double>();
+  for (auto& v : b) v = test::uniform<double>();
+  const auto back = -std::ptrdiff_t(C);
+  const double* a_last = a.data() + (L - 1) * C;
+  double* b_last = b.data() + (L - 1) * C;
+  const Reference ref = reference<double>(L, C, a_last, back, b_last, back, h.data(), nullptr, 0, 0);
+  ssm::linear_recurrence<double>(L, C, {a_last, back}, {b_last, back}, h.data(), {b_last, back}, threads);
+  INFO("threads=" << threads);
+  CHECK(relative_error(b_last, back, ref.states, L, C, ref.state_scale) <= tolerance<double>());
+  CHECK(relative_error(h.data(), 0, ref.final_state, 1, C, ref.final_scale) <= tolerance<double>());
+}
+
+TEST_CASE("growing coefficients from a zero state, across threads", "[scan_core][threads]") {
+  // |a| > 1 over a whole time chunk overflows the chunk's product of a to
+  // inf; a state of exactly 0 entering the chunk must not make inf * 0 = NaN
+  const int threads = GENERATE(1, 2, 3);
+  const std::size_t C = 5, L = 20011;
+  std::vector<float> a(L * C, 1.01f), b(L * C, 0.f), out(L * C), h(C, 0.f);
+  for (std::size_t c = 0; c < C; ++c) b[(L - 1) * C + c] = float(c + 1);  // only the last step
+  ssm::linear_recurrence<float>(L, C, {a.data(), std::ptrdiff_t(C)}, {b.data(), std::ptrdiff_t(C)}, h.data(),
+                                {out.data(), std::ptrdiff_t(C)}, threads);
+  INFO("threads=" << threads);
+  for (std::size_t c = 0; c < C; ++c) CHECK(h[c] == float(c + 1));
+  CHECK(std::all_of(out.begin(), out.begin() + std::ptrdiff_t((L - 1) * C), [](float v) { return v == 0.f; }));
+}
+
 TEST_CASE("one channel of a million steps, contiguous", "[scan_core][long]") {
   // The lane-scan kernel (consecutive steps in the lanes of a batch), alone
   // and time-chunked across threads.
@@ -280,9 +313,28 @@ TEST_CASE("the Eigen overload and bad arguments", "[scan_core][errors]") {
   REQUIRE_THROWS_MATCHES(
       ssm::linear_recurrence<float>(5, 1, {nullptr, 1}, {x.data(), 1}, x.data()), std::invalid_argument,
       Catch::Matchers::Message("ssm::linear_recurrence: a is null for L = 5, 1 channels"));
+  REQUIRE_THROWS_MATCHES(
+      ssm::linear_recurrence<float>(5, 3, {x.data(), 3}, {x.data(), 3}, nullptr), std::invalid_argument,
+      Catch::Matchers::Message("ssm::linear_recurrence: h is null for 3 channels"));
+  std::vector<float> y(64);
+  REQUIRE_THROWS_MATCHES(  // the default stride: every step over one row
+      ssm::linear_recurrence<float>(4, 3, {x.data(), 3}, {x.data(), 3}, x.data() + 60, {y.data()}),
+      std::invalid_argument,
+      Catch::Matchers::Message("ssm::linear_recurrence: out.stride must be at least 3 in magnitude (its "
+                               "rows hold 3 values), got 0"));
+  ssm::linear_recurrence<float>(1, 3, {x.data(), 3}, {x.data(), 3}, x.data() + 60, {y.data()});  // one row
   const float* p = x.data();
   REQUIRE_THROWS_MATCHES(
       ssm::linear_recurrence_readout<float>(5, 4, {p, 0}, {p, 0}, x.data(), {p, 0}, 3, {x.data(), 0}),
       std::invalid_argument,
       Catch::Matchers::Message("ssm::linear_recurrence_readout: 4 channels do not split into 3 groups"));
+  REQUIRE_THROWS_MATCHES(
+      ssm::linear_recurrence_readout<float>(5, 4, {p, 0}, {p, 0}, x.data(), {p, 0}, 2, {y.data(), 1}),
+      std::invalid_argument,
+      Catch::Matchers::Message("ssm::linear_recurrence_readout: y.stride must be at least 2 in magnitude (its "
+                               "rows hold 2 values), got 1"));
+  REQUIRE_THROWS_MATCHES(
+      ssm::linear_recurrence_readout<float>(5, 4, {p, 0}, {p, 0}, x.data(), {p, 0}, 2, {nullptr, 2}),
+      std::invalid_argument,
+      Catch::Matchers::Message("ssm::linear_recurrence_readout: y is null for L = 5, 2 channels"));
 }

@@ -90,8 +90,8 @@ struct has_simd : std::bool_constant<std::is_same<T, float>::value || std::is_sa
                                      std::is_same<T, std::complex<double>>::value> {};
 
 // The recurrence over steps [t0, t1) of u from the state x (updated in
-// place), writing rows [t0, t1) of y; the states are not written when y is
-// null. Blocks of steps: the input terms B u_t of a block in one product,
+// place), writing rows [t0, t1) of y (none when y is null: the state still
+// advances). Blocks of steps: the input terms B u_t of a block in one product,
 // then the states (the scan core for diagonal A, one matrix-vector product
 // per step for dense A), then the outputs in one product.
 template <class System, class Derived, class Y>
@@ -105,22 +105,22 @@ void run_steps(const System& sys, const Eigen::MatrixBase<Derived>& u, Eigen::In
   States X;
   typename System::StateVector tmp(N);
   for (Eigen::Index s = t0; s < t1; s += block) {
-    const Eigen::Index T = std::min(block, t1 - s);
-    const auto ub = u.middleRows(s, T).template cast<Scalar>();
-    X.noalias() = ub * sys.B.transpose();  // (T, P) -> (T, N): B u_t, then x_t
+    const Eigen::Index len = std::min(block, t1 - s);
+    const auto ub = u.middleRows(s, len).template cast<Scalar>();
+    X.noalias() = ub * sys.B.transpose();  // (len, P) -> (len, N): B u_t, then x_t
     if constexpr (System::IsDiagonal && has_simd<Scalar>::value) {
-      linear_recurrence<Scalar>(std::size_t(T), std::size_t(N), {sys.A.data(), 0}, {X.data(), N},
+      linear_recurrence<Scalar>(std::size_t(len), std::size_t(N), {sys.A.data(), 0}, {X.data(), N},
                                 x.data(), {X.data(), N}, 1);
     } else {
-      for (Eigen::Index t = 0; t < T; ++t) {
+      for (Eigen::Index t = 0; t < len; ++t) {
         propagate(sys, x, tmp);
         x += X.row(t).transpose();
         X.row(t) = x.transpose();
       }
     }
     if (y) {
-      y->middleRows(s, T).noalias() = X * sys.C.transpose();
-      y->middleRows(s, T).noalias() += ub * sys.D.transpose();
+      y->middleRows(s, len).noalias() = X * sys.C.transpose();
+      y->middleRows(s, len).noalias() += ub * sys.D.transpose();
     }
   }
 }
@@ -170,8 +170,8 @@ recurrent(const System& sys, const Eigen::MatrixBase<Derived>& u) {
 /// The same outputs as recurrent(), computed in parallel over time with
 /// `threads` threads (0: OpenMP's maximum): a parallel scan, equal to the
 /// sequential result up to rounding (tests/test_paths.cpp).
-/// Diagonal A: the scan core over super-blocks of 2^16 steps (time-chunked
-/// or channel-parallel threads). Dense A: the sequence is cut in one chunk
+/// Diagonal A: the scan core over super-blocks of 2^16 steps, or 4096 per
+/// thread where that is more (time-chunked or channel-parallel threads). Dense A: the sequence is cut in one chunk
 /// per thread; thread 0 runs its chunk from x_{-1} while each other thread
 /// reduces its chunk to its end state from zero; the chunk boundaries then
 /// follow in order (x_in' = A^len x_in + end) and the other threads rerun
@@ -195,16 +195,17 @@ Eigen::Matrix<typename System::Scalar, Eigen::Dynamic, System::OutputSize> scan(
   }
   if constexpr (System::IsDiagonal && detail::has_simd<Scalar>::value) {
     using States = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-    constexpr Eigen::Index super = Eigen::Index(1) << 16;
+    // the scan core splits time only from 4096 steps per thread
+    const Eigen::Index super = std::max(Eigen::Index(1) << 16, Eigen::Index(nt) * 4096);
     States X;
     for (Eigen::Index s = 0; s < L; s += super) {
-      const Eigen::Index T = std::min(super, L - s);
-      const auto ub = u.middleRows(s, T).template cast<Scalar>();
+      const Eigen::Index len = std::min(super, L - s);
+      const auto ub = u.middleRows(s, len).template cast<Scalar>();
       X.noalias() = ub * sys.B.transpose();
-      linear_recurrence<Scalar>(std::size_t(T), std::size_t(N), {sys.A.data(), 0}, {X.data(), N},
+      linear_recurrence<Scalar>(std::size_t(len), std::size_t(N), {sys.A.data(), 0}, {X.data(), N},
                                 x.data(), {X.data(), N}, nt);
-      y.middleRows(s, T).noalias() = X * sys.C.transpose();
-      y.middleRows(s, T).noalias() += ub * sys.D.transpose();
+      y.middleRows(s, len).noalias() = X * sys.C.transpose();
+      y.middleRows(s, len).noalias() += ub * sys.D.transpose();
     }
   } else {
     using State = typename System::StateVector;
