@@ -194,12 +194,13 @@ class RecurrencePlan {
     return t1 - t0;
   }
 
+ private:
+  // One real channel at stride 1: the lane scan runs its steps in the lanes.
   bool contiguous() const {
     return C_ == 1 && !readout_ && r_.b_stride == 1 && (r_.a_stride == 0 || r_.a_stride == 1) &&
            (!r_.out || r_.out_stride == 1) && !is_complex_scalar<T>::value;
   }
 
- private:
   // Rows at least this wide are swept step by step (recurrence_rows): a
   // chain's column would cross a page every step or two.
   static constexpr std::size_t kSweepBytes = 2048;

@@ -50,7 +50,7 @@ struct SsdArgs {
 
   const float* D = nullptr;        ///< optional (heads): y += D x
   const float* dt_bias = nullptr;  ///< optional (heads), added to dt
-  bool dt_softplus = false;        ///< softplus(x) = log1p(e^x), x above 20
+  bool dt_softplus = false;        ///< softplus(x) = log1p(e^x); x itself above 20
   /// dt is clamped to [dt_min, dt_max] last (transformers' time_step_limit,
   /// default (0, inf)); dt_min >= 0, so every decay exp(dt A) is <= 1
   float dt_min = 0, dt_max = INFINITY;

@@ -293,12 +293,13 @@ void recurrence_rows(const RecurrenceArgs<T>& r, std::size_t groups, std::size_t
     }
 }
 
-// One channel (c) over L steps from step 0 of r: the channels that do not
+// One channel over L steps from step 0 of r: the channels that do not
 // fill a batch. h and prod hold that channel's state and product.
 template <bool ConstA, Emit E, bool Prod, class T>
-void recurrence_scalar(const RecurrenceArgs<T>& r, T& h, T& prod, std::size_t L, std::size_t c) {
-  const auto j = std::ptrdiff_t(c);
-  const std::ptrdiff_t w = r.width ? std::ptrdiff_t(c % r.width) : 0;
+void recurrence_scalar(const RecurrenceArgs<T>& r, T& h, T& prod, std::size_t L,
+                       std::size_t channel) {
+  const auto j = std::ptrdiff_t(channel);
+  const std::ptrdiff_t w = r.width ? std::ptrdiff_t(channel % r.width) : 0;
   T s = h, p(1);
   for (std::size_t i = 0; i < L; ++i) {
     const auto t = std::ptrdiff_t(i);
@@ -374,7 +375,7 @@ SSM_ALWAYS_INLINE void scan_lanes(batch& a, batch& b,
 // xsimd's compile-time masks, which would then sit in the loop.
 template <class batch>
 struct LaneMasks {
-  typename batch::batch_bool_type from[8];
+  typename batch::batch_bool_type from[8];  // log2 of the lanes: 8 covers up to 256
   LaneMasks() {
     using T = typename batch::value_type;
     alignas(64) T lane_of[batch::size];
