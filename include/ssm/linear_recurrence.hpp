@@ -474,15 +474,23 @@ void check_state(const char* where, const T* h, std::size_t channels) {
                                 " channels");
 }
 
-// Rows of an output must not overlap (a stride left at its default, 0,
-// would write every step over one row, and threads over time would race).
+// Rows of an output must not overlap: a stride left at its default, 0,
+// would write every step over one row, and threads over time would race.
+// Throws unless |stride| >= least; `why` says where `least` comes from.
+inline void check_row_stride(const char* where, const std::string& name, std::ptrdiff_t stride,
+                             std::size_t least, const std::string& why) {
+  if (std::size_t(stride < 0 ? -stride : stride) < least)
+    throw std::invalid_argument(std::string(where) + ": " + name + " must be at least " +
+                                std::to_string(least) + " in magnitude (" + why + "), got " +
+                                std::to_string(stride));
+}
+
 template <class T>
 void check_output_stride(const char* where, const char* name, Steps<T> s, std::size_t L,
                          std::size_t width) {
-  if (s.data && L > 1 && width > 0 && std::size_t(s.stride < 0 ? -s.stride : s.stride) < width)
-    throw std::invalid_argument(std::string(where) + ": " + name + ".stride must be at least " +
-                                std::to_string(width) + " in magnitude (its rows hold " +
-                                std::to_string(width) + " values), got " + std::to_string(s.stride));
+  if (s.data && L > 1)
+    check_row_stride(where, std::string(name) + ".stride", s.stride, width,
+                     "its rows hold " + std::to_string(width) + " values");
 }
 
 }  // namespace detail

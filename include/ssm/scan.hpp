@@ -171,12 +171,13 @@ recurrent(const System& sys, const Eigen::MatrixBase<Derived>& u) {
 /// `threads` threads (0: OpenMP's maximum): a parallel scan, equal to the
 /// sequential result up to rounding (tests/test_paths.cpp).
 /// Diagonal A: the scan core over super-blocks of 2^16 steps, or 4096 per
-/// thread where that is more (time-chunked or channel-parallel threads). Dense A: the sequence is cut in one chunk
-/// per thread; thread 0 runs its chunk from x_{-1} while each other thread
-/// reduces its chunk to its end state from zero; the chunk boundaries then
-/// follow in order (x_in' = A^len x_in + end) and the other threads rerun
-/// their chunks from their true initial states. Thread 0 gets a longer
-/// chunk, since the others pass over theirs twice.
+/// thread where that is more (time-chunked or channel-parallel threads).
+/// Dense A: the sequence is cut in one chunk per thread; thread 0 runs its
+/// chunk from x_{-1} while each other thread reduces its chunk to its end
+/// state from zero; the chunk boundaries then follow in order (x_in' =
+/// A^len x_in + end) and the other threads rerun their chunks from their
+/// true initial states. Thread 0 gets a longer chunk, since the others pass
+/// over theirs twice.
 /// Assumes a stable or modest A: A^len is formed explicitly.
 template <class System, class Derived, detail::enable_if_discrete_t<System> = 0>
 Eigen::Matrix<typename System::Scalar, Eigen::Dynamic, System::OutputSize> scan(

@@ -16,10 +16,10 @@
 #include <ssm/detail/omp.hpp>
 #include <ssm/detail/ssd_chunked.hpp>
 #include <ssm/detail/ssd_kernel.hpp>
+#include <ssm/linear_recurrence.hpp>  // detail::check_row_stride
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstddef>
 #include <stdexcept>
 #include <string>
@@ -90,16 +90,12 @@ inline void check_ssd(const SsdArgs& p, const char* where) {
          ", " + std::to_string(p.dt_max) + "]");
   // outputs that a zero (or too short) stride would make overlap: the
   // defaults are 0, and threads writing the same rows race
-  const auto row = std::ptrdiff_t(p.heads * p.head_dim), state = std::ptrdiff_t(p.heads * p.N * p.head_dim);
-  auto at_least = [&](const char* name, std::ptrdiff_t stride, std::ptrdiff_t least, const char* what) {
-    if (std::abs(stride) < least)
-      fail(std::string(name) + " must be at least " + std::to_string(least) + " in magnitude (" + what +
-           "), got " + std::to_string(stride));
-  };
-  if (p.L > 1 && p.y) at_least("y_time_stride", p.y_time_stride, row, "heads * head_dim");
-  if (p.batch > 1 && p.L > 0 && p.y) at_least("y_batch_stride", p.y_batch_stride, row, "heads * head_dim");
+  const std::size_t row = p.heads * p.head_dim, state = p.heads * p.N * p.head_dim;
+  if (p.L > 1 && p.y) check_row_stride(where, "y_time_stride", p.y_time_stride, row, "heads * head_dim");
+  if (p.batch > 1 && p.L > 0 && p.y)
+    check_row_stride(where, "y_batch_stride", p.y_batch_stride, row, "heads * head_dim");
   if (p.batch > 1 && p.state)
-    at_least("state_batch_stride", p.state_batch_stride, state, "heads * N * head_dim");
+    check_row_stride(where, "state_batch_stride", p.state_batch_stride, state, "heads * N * head_dim");
 }
 
 // Head h of sequence b as the recurrent kernel takes it.
