@@ -3,14 +3,18 @@
 // them): every thread gets the tokens of a single-threaded run, bitwise. Under
 // ThreadSanitizer (scripts/tsan.sh, built without OpenMP, whose GCC runtime
 // TSan cannot see into) any data race in the model's const methods or the
-// kernels they call is reported and fails the run.
+// kernels they call is reported and fails the run. Also: exceptions carried
+// out of OpenMP parallel regions (detail::ParallelErrors).
+#include <ssm/detail/omp.hpp>
 #include <ssm/generate.hpp>
 #include <ssm/mamba.hpp>
 #include <ssm/mamba2.hpp>
 
 #include "util.hpp"
 
+#include <atomic>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -86,4 +90,59 @@ TEST_CASE("a const Mamba2LM generates in several threads at once as it does alon
           "[concurrency]") {
   // m2_groups: heads in two groups
   check_concurrent<ssm::Mamba2LM>(GENERATE("mamba2-tiny", "ref/m2_groups"));
+}
+
+// What the library's parallel regions rely on: an exception thrown inside
+// one (which may not leave it) reaches the caller after the region, and
+// work after a failure is skipped. Up to 4 threads (1 without OpenMP).
+TEST_CASE("ParallelErrors carries the first exception out of a parallel region",
+          "[concurrency]") {
+  ssm::detail::ParallelErrors errors;
+  std::atomic<int> done{0};
+  constexpr int iterations = 64;
+  SECTION("one iteration throws") {
+    // schedule(static, 1): thread t of T runs i = t, t + T, ...
+    SSM_OMP(parallel for num_threads(4) schedule(static, 1))
+    for (int i = 0; i < iterations; ++i)
+      errors.run([&] {
+        if (i == 0) throw std::runtime_error("iteration 0 failed");
+        done.fetch_add(1, std::memory_order_relaxed);
+      });
+    REQUIRE_THROWS_MATCHES(errors.rethrow(), std::runtime_error,
+                           Catch::Message("iteration 0 failed"));
+    // thread 0 failed first and skipped its own later iterations (at least
+    // 15 of its 64 / T); other threads may have run theirs before seeing it
+    CHECK(done <= iterations - 16);
+    bool ran = false;
+    errors.run([&] { ran = true; });
+    CHECK_FALSE(ran);
+  }
+  SECTION("a failure before a barrier skips every thread's work after it") {
+    SSM_OMP(parallel num_threads(4))
+    {
+      errors.run([] {
+        if (ssm::detail::thread_index() == 0) throw std::runtime_error("before the barrier");
+      });
+      SSM_OMP(barrier)
+      errors.run([&] { done.fetch_add(1, std::memory_order_relaxed); });
+    }
+    CHECK(done == 0);
+    REQUIRE_THROWS_MATCHES(errors.rethrow(), std::runtime_error,
+                           Catch::Message("before the barrier"));
+  }
+  SECTION("every thread throws at once: one exception comes out") {
+    SSM_OMP(parallel num_threads(4))
+    errors.run([] {
+      throw std::runtime_error("thread " + std::to_string(ssm::detail::thread_index()));
+    });
+    REQUIRE_THROWS_AS(errors.rethrow(), std::runtime_error);
+    REQUIRE_THROWS_WITH(errors.rethrow(), Catch::Matches("thread [0-3]"));
+  }
+  SECTION("without a failure every iteration runs and nothing is thrown") {
+    SSM_OMP(parallel for num_threads(4))
+    for (int i = 0; i < iterations; ++i)
+      errors.run([&] { done.fetch_add(1, std::memory_order_relaxed); });
+    CHECK(done == iterations);
+    REQUIRE_NOTHROW(errors.rethrow());
+  }
 }

@@ -5,6 +5,9 @@
 #include <omp.h>
 #endif
 
+#include <atomic>
+#include <exception>
+
 // SSM_OMP(parallel for ...) is `#pragma omp parallel for ...` with OpenMP and
 // nothing without, so that a build without it gets no -Wunknown-pragmas
 // from these headers.
@@ -45,5 +48,35 @@ inline int team_size() {
   return 1;
 #endif
 }
+
+// An exception may not leave a parallel region's structured block (the
+// OpenMP standard; the program terminates), so work that may throw inside
+// one (allocations, Eigen temporaries) runs through run(), and rethrow()
+// after the region throws the first exception to the caller. Once one is kept,
+// later run() calls on every thread skip their work. run() wraps the work
+// between barriers and worksharing constructs, never one of them: every
+// thread must still reach each.
+class ParallelErrors {
+ public:
+  template <class F>
+  void run(F&& f) noexcept {
+    if (failed_.load(std::memory_order_relaxed)) return;
+    try {
+      f();
+    } catch (...) {
+      // only the first thread to fail writes first_
+      if (!failed_.exchange(true)) first_ = std::current_exception();
+    }
+  }
+
+  // After the region, whose closing barrier orders first_'s write before this read.
+  void rethrow() const {
+    if (first_) std::rethrow_exception(first_);
+  }
+
+ private:
+  std::atomic<bool> failed_{false};
+  std::exception_ptr first_;
+};
 
 }  // namespace ssm::detail
