@@ -332,7 +332,8 @@ class RecurrencePlan {
 // chains, not sweeps: threads sweeping neighbouring parts of the same rows
 // ran at half the speed of one thread on Zen 5 and the Xeon alike
 // (likely the hardware prefetches of one fetching the lines the other
-// writes).
+// writes). Without sweeps run_range allocates nothing: no exception to
+// carry out of the region (ParallelErrors).
 template <class Arch, class T>
 void run_channel_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, T* h,
                           [[maybe_unused]] int threads) {
@@ -384,6 +385,9 @@ void run_time_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, std::
   // Pass 1 writes outputs only if they overwrite no input (out may alias b)
   const bool early = plan.writes() && !plan.overwrites_inputs(L);
   std::size_t blocks = 0;
+  // pass 1 and pass 2 (sweeps of wide rows allocate) run through errors,
+  // the barriers outside them: every thread reaches each
+  ParallelErrors errors;
   SSM_OMP(parallel num_threads(threads))
   {
     const std::size_t j = std::size_t(thread_index()), n = std::size_t(team_size());
@@ -404,31 +408,34 @@ void run_time_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, std::
       const std::size_t t0 = s0 + chunk_start(j), t1 = s0 + chunk_start(j + 1);
       T* h_in = start.data() + C * (k % 2);
       T* h_out = start.data() + C * ((k + 1) % 2);
-      if (j == 0) {
-        plan.run_range(0, width, t0, t1, h_in, nullptr, plan.writes());
-        if (n == 1) std::copy(h_in, h_in + C, h_out);
-      } else {
-        std::fill(E, E + C, T(0));
-        plan.run_range(0, width, t0, t1, E, P, early);
-      }
+      errors.run([&] {
+        if (j == 0) {
+          plan.run_range(0, width, t0, t1, h_in, nullptr, plan.writes());
+          if (n == 1) std::copy(h_in, h_in + C, h_out);
+        } else {
+          std::fill(E, E + C, T(0));
+          plan.run_range(0, width, t0, t1, E, P, early);
+        }
+      });
       SSM_OMP(barrier)
-      if (j > 0) {
-        std::copy(h_in, h_in + C, x);  // chunk 0's final state
-        for (std::size_t i = 1; i < j; ++i) {
-          const T* Pi = work.data() + 6 * C * i;
-          for (std::size_t c = 0; c < C; ++c) x[c] = compose(Pi[c], x[c], Pi[C + c]);
-        }
-        if (early) {
-          const std::size_t rerun = plan.rerun(t0, t1, x, x + C);
-          rerun_share[j] = t1 > t0 ? double(rerun) / double(t1 - t0) : 0.0;
-        } else if (plan.writes()) {  // the whole chunk; pass 1 (writing nothing) cost ~half
-          std::copy(x, x + C, x + C);
-          plan.run_range(0, width, t0, t1, x + C, nullptr, true);
-          rerun_share[j] = 0.5;
-        }
-        if (j + 1 == n)
-          for (std::size_t c = 0; c < C; ++c) h_out[c] = compose(P[c], x[c], E[c]);
-      }
+      if (j > 0)
+        errors.run([&] {
+          std::copy(h_in, h_in + C, x);  // chunk 0's final state
+          for (std::size_t i = 1; i < j; ++i) {
+            const T* Pi = work.data() + 6 * C * i;
+            for (std::size_t c = 0; c < C; ++c) x[c] = compose(Pi[c], x[c], Pi[C + c]);
+          }
+          if (early) {
+            const std::size_t rerun = plan.rerun(t0, t1, x, x + C);
+            rerun_share[j] = t1 > t0 ? double(rerun) / double(t1 - t0) : 0.0;
+          } else if (plan.writes()) {  // the whole chunk; pass 1 (writing nothing) cost ~half
+            std::copy(x, x + C, x + C);
+            plan.run_range(0, width, t0, t1, x + C, nullptr, true);
+            rerun_share[j] = 0.5;
+          }
+          if (j + 1 == n)
+            for (std::size_t c = 0; c < C; ++c) h_out[c] = compose(P[c], x[c], E[c]);
+        });
       s0 += all;
       if (s0 >= L) {  // the end of the parallel region waits for every thread
         if (j == 0) blocks = k + 1;
@@ -438,6 +445,7 @@ void run_time_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, std::
       share = *std::max_element(rerun_share.begin(), rerun_share.begin() + std::ptrdiff_t(n));
     }
   }
+  errors.rethrow();
   const T* h_end = start.data() + C * (blocks % 2);
   std::copy(h_end, h_end + C, h);
 }

@@ -295,9 +295,13 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> kernel(const S4<Scalar>& s
   Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> K(L, H);
   if (L == 0) return K;
   [[maybe_unused]] const int threads = detail::resolve_threads(0);
+  detail::ParallelErrors errors;
   SSM_OMP(parallel for num_threads(threads) schedule(dynamic))
   for (Eigen::Index h = 0; h < H; ++h)
-    K.col(h) = detail::s4_channel_kernel(detail::channel<double>(s, h), L).template cast<Scalar>();
+    errors.run([&] {
+      K.col(h) = detail::s4_channel_kernel(detail::channel<double>(s, h), L).template cast<Scalar>();
+    });
+  errors.rethrow();
   return K;
 }
 
@@ -332,33 +336,36 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> recurrent(
   const Eigen::Index L = uc.rows(), H = s.channels(), M = s.modes();
   Mat y(L, H);
   [[maybe_unused]] const int threads = detail::resolve_threads(0);
+  detail::ParallelErrors errors;
   SSM_OMP(parallel for num_threads(threads) schedule(dynamic))
-  for (Eigen::Index h = 0; h < H; ++h) {
-    const auto c = detail::channel<double>(s, h);
-    Eigen::VectorXcd state = x.row(h).transpose().template cast<std::complex<double>>();
-    if (mode == S4Step::dplr) {
-      const detail::DplrBilinear<double> stepper(c.lambda, c.P, c.dt, false);
-      for (Eigen::Index t = 0; t < L; ++t) {
-        const double ut = double(uc(t, h));
-        stepper.step(state, c.dt * ut * c.B);
-        y(t, h) = Scalar(2 * c.C.cwiseProduct(state).sum().real() + c.D * ut);
+  for (Eigen::Index h = 0; h < H; ++h)
+    errors.run([&] {
+      const auto c = detail::channel<double>(s, h);
+      Eigen::VectorXcd state = x.row(h).transpose().template cast<std::complex<double>>();
+      if (mode == S4Step::dplr) {
+        const detail::DplrBilinear<double> stepper(c.lambda, c.P, c.dt, false);
+        for (Eigen::Index t = 0; t < L; ++t) {
+          const double ut = double(uc(t, h));
+          stepper.step(state, c.dt * ut * c.B);
+          y(t, h) = Scalar(2 * c.C.cwiseProduct(state).sum().real() + c.D * ut);
+        }
+      } else {
+        // x <- X x + Y conj(x) + dB u on the stored half of Af = [[X, Y], [.., ..]]
+        const auto [dA, dB] = detail::s4_dense(c);
+        const Eigen::MatrixXcd X = dA.topLeftCorner(M, M), Y = dA.topRightCorner(M, M);
+        const Eigen::VectorXcd b = dB.head(M);
+        Eigen::VectorXcd next(M);
+        for (Eigen::Index t = 0; t < L; ++t) {
+          const double ut = double(uc(t, h));
+          next.noalias() = X * state;
+          next.noalias() += Y * state.conjugate();
+          state = next + ut * b;
+          y(t, h) = Scalar(2 * c.C.cwiseProduct(state).sum().real() + c.D * ut);
+        }
       }
-    } else {
-      // x <- X x + Y conj(x) + dB u on the stored half of Af = [[X, Y], [.., ..]]
-      const auto [dA, dB] = detail::s4_dense(c);
-      const Eigen::MatrixXcd X = dA.topLeftCorner(M, M), Y = dA.topRightCorner(M, M);
-      const Eigen::VectorXcd b = dB.head(M);
-      Eigen::VectorXcd next(M);
-      for (Eigen::Index t = 0; t < L; ++t) {
-        const double ut = double(uc(t, h));
-        next.noalias() = X * state;
-        next.noalias() += Y * state.conjugate();
-        state = next + ut * b;
-        y(t, h) = Scalar(2 * c.C.cwiseProduct(state).sum().real() + c.D * ut);
-      }
-    }
-    x.row(h) = state.transpose().template cast<std::complex<Scalar>>();
-  }
+      x.row(h) = state.transpose().template cast<std::complex<Scalar>>();
+    });
+  errors.rethrow();
   return y;
 }
 

@@ -206,35 +206,38 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> kernel(const S4DDiscrete<S
     for (std::size_t n = 0; n < N; ++n)
       p.put(p.ar, p.ai, p.index(h, n), d.dA(Eigen::Index(h), Eigen::Index(n)));
   [[maybe_unused]] const int threads = detail::resolve_threads(0);
+  detail::ParallelErrors errors;
   SSM_OMP(parallel for num_threads(threads) schedule(dynamic))
-  for (std::ptrdiff_t b = 0; b < std::ptrdiff_t(p.blocks); ++b) {
-    // w z^l0 and z^64 in double, per (state, lane): the start of each chunk
-    std::vector<CD> start(N * W), z_chunk(N * W);
-    std::vector<T> pr(N * W), pi(N * W), Kb(chunk * W);
-    for (std::size_t n = 0; n < N; ++n)
-      for (std::size_t j = 0; j < W; ++j) {
-        const std::size_t h = std::size_t(b) * W + j;
-        if (h >= H) continue;
-        const auto hi = Eigen::Index(h), ni = Eigen::Index(n);
-        const CD z = CD(d.dA(hi, ni));
-        start[n * W + j] = 2.0 * CD(d.C(hi, ni)) * CD(d.dB(hi, ni));
-        z_chunk[n * W + j] = z;
-        for (std::size_t k = 1; k < chunk; k *= 2) z_chunk[n * W + j] *= z_chunk[n * W + j];
+  for (std::ptrdiff_t b = 0; b < std::ptrdiff_t(p.blocks); ++b)
+    errors.run([&] {
+      // w z^l0 and z^64 in double, per (state, lane): the start of each chunk
+      std::vector<CD> start(N * W), z_chunk(N * W);
+      std::vector<T> pr(N * W), pi(N * W), Kb(chunk * W);
+      for (std::size_t n = 0; n < N; ++n)
+        for (std::size_t j = 0; j < W; ++j) {
+          const std::size_t h = std::size_t(b) * W + j;
+          if (h >= H) continue;
+          const auto hi = Eigen::Index(h), ni = Eigen::Index(n);
+          const CD z = CD(d.dA(hi, ni));
+          start[n * W + j] = 2.0 * CD(d.C(hi, ni)) * CD(d.dB(hi, ni));
+          z_chunk[n * W + j] = z;
+          for (std::size_t k = 1; k < chunk; k *= 2) z_chunk[n * W + j] *= z_chunk[n * W + j];
+        }
+      for (std::size_t l0 = 0; l0 < std::size_t(L); l0 += chunk) {
+        const std::size_t steps = std::min(chunk, std::size_t(L) - l0);
+        for (std::size_t i = 0; i < N * W; ++i) {
+          pr[i] = T(start[i].real());
+          pi[i] = T(start[i].imag());
+          start[i] *= z_chunk[i];
+        }
+        std::fill(Kb.begin(), Kb.end(), T(0));
+        detail::vandermonde_block<Arch>(p, std::size_t(b), pr.data(), pi.data(), Kb.data(), steps);
+        for (std::size_t j = 0; j < W && std::size_t(b) * W + j < H; ++j)
+          for (std::size_t t = 0; t < steps; ++t)
+            K(Eigen::Index(l0 + t), Eigen::Index(std::size_t(b) * W + j)) = Kb[t * W + j];
       }
-    for (std::size_t l0 = 0; l0 < std::size_t(L); l0 += chunk) {
-      const std::size_t steps = std::min(chunk, std::size_t(L) - l0);
-      for (std::size_t i = 0; i < N * W; ++i) {
-        pr[i] = T(start[i].real());
-        pi[i] = T(start[i].imag());
-        start[i] *= z_chunk[i];
-      }
-      std::fill(Kb.begin(), Kb.end(), T(0));
-      detail::vandermonde_block<Arch>(p, std::size_t(b), pr.data(), pi.data(), Kb.data(), steps);
-      for (std::size_t j = 0; j < W && std::size_t(b) * W + j < H; ++j)
-        for (std::size_t t = 0; t < steps; ++t)
-          K(Eigen::Index(l0 + t), Eigen::Index(std::size_t(b) * W + j)) = Kb[t * W + j];
-    }
-  }
+    });
+  errors.rethrow();
   return K;
 }
 
@@ -263,9 +266,11 @@ Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic> convolve_channels(
   const RealFftPlan<Real> plan(L);
   const std::size_t m = plan.m, blocks = (H + W - 1) / W;
   [[maybe_unused]] const int threads = resolve_threads(0);
+  ParallelErrors errors;
   SSM_OMP(parallel num_threads(threads))
   {
-    Buffer zr(m * W), zi(m * W), qr(m * W), qi(m * W);
+    Buffer zr, zi, qr, qi;
+    errors.run([&] { zr.resize(m * W), zi.resize(m * W), qr.resize(m * W), qi.resize(m * W); });
     const Lanes<Arch, Real> Z{zr.data(), zi.data()}, Q{qr.data(), qi.data()};
     // (L, lanes) columns -> z_j = x_2j + i x_2j+1, lane-interleaved, zero-padded;
     // in tiles of 64 steps, so the lane-strided writes stay in cache
@@ -279,22 +284,24 @@ Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic> convolve_channels(
             (t % 2 ? im : re)[t / 2 * W + c] = x(Eigen::Index(t), Eigen::Index(h0 + c));
     };
     SSM_OMP(for schedule(dynamic))
-    for (std::ptrdiff_t b = 0; b < std::ptrdiff_t(blocks); ++b) {
-      const std::size_t h0 = std::size_t(b) * W, lanes = std::min(W, H - h0);
-      pack(u, h0, lanes, zr, zi);
-      pack(K, h0, lanes, qr, qi);
-      fft<true>(plan, Z, m);
-      fft<true>(plan, Q, m);
-      multiply_spectra(plan, Z, Q);
-      fft<false>(plan, Z, m);
-      for (std::size_t t0 = 0; t0 < L; t0 += tile)
-        for (std::size_t c = 0; c < lanes; ++c) {
-          const auto h = Eigen::Index(h0 + c);
-          for (std::size_t t = t0; t < std::min(L, t0 + tile); ++t)
-            y(Eigen::Index(t), h) = (t % 2 ? zi : zr)[t / 2 * W + c] + D(h) * u(Eigen::Index(t), h);
-        }
-    }
+    for (std::ptrdiff_t b = 0; b < std::ptrdiff_t(blocks); ++b)
+      errors.run([&] {  // skipped where a thread's buffers failed
+        const std::size_t h0 = std::size_t(b) * W, lanes = std::min(W, H - h0);
+        pack(u, h0, lanes, zr, zi);
+        pack(K, h0, lanes, qr, qi);
+        fft<true>(plan, Z, m);
+        fft<true>(plan, Q, m);
+        multiply_spectra(plan, Z, Q);
+        fft<false>(plan, Z, m);
+        for (std::size_t t0 = 0; t0 < L; t0 += tile)
+          for (std::size_t c = 0; c < lanes; ++c) {
+            const auto h = Eigen::Index(h0 + c);
+            for (std::size_t t = t0; t < std::min(L, t0 + tile); ++t)
+              y(Eigen::Index(t), h) = (t % 2 ? zi : zr)[t / 2 * W + c] + D(h) * u(Eigen::Index(t), h);
+          }
+      });
   }
+  errors.rethrow();
   return y;
 }
 
@@ -350,36 +357,39 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> recurrent(
       p.put(p.cr, p.ci, at, T(2) * d.C(hi, ni));
     }
   [[maybe_unused]] const int threads = detail::resolve_threads(0);
+  detail::ParallelErrors errors;
   SSM_OMP(parallel for num_threads(threads) schedule(dynamic))
-  for (std::ptrdiff_t b = 0; b < std::ptrdiff_t(p.blocks); ++b) {
-    const std::size_t h0 = std::size_t(b) * W, lanes = std::min(W, H - h0);
-    std::vector<T> xr(N * W, T(0)), xi(N * W, T(0)), ub(chunk * W, T(0)), yb(chunk * W);
-    for (std::size_t n = 0; n < N; ++n)
-      for (std::size_t j = 0; j < lanes; ++j) {
-        xr[n * W + j] = x(Eigen::Index(h0 + j), Eigen::Index(n)).real();
-        xi[n * W + j] = x(Eigen::Index(h0 + j), Eigen::Index(n)).imag();
-      }
-    for (std::size_t t0 = 0; t0 < L; t0 += chunk) {
-      const std::size_t steps = std::min(chunk, L - t0);
-      // (steps, lanes) of column-major u -> time-major lanes; y starts at D u
-      for (std::size_t j = 0; j < lanes; ++j) {
-        const T Dh = d.D(Eigen::Index(h0 + j));
-        for (std::size_t t = 0; t < steps; ++t) {
-          const T v = uc(Eigen::Index(t0 + t), Eigen::Index(h0 + j));
-          ub[t * W + j] = v;
-          yb[t * W + j] = Dh * v;
+  for (std::ptrdiff_t b = 0; b < std::ptrdiff_t(p.blocks); ++b)
+    errors.run([&] {
+      const std::size_t h0 = std::size_t(b) * W, lanes = std::min(W, H - h0);
+      std::vector<T> xr(N * W, T(0)), xi(N * W, T(0)), ub(chunk * W, T(0)), yb(chunk * W);
+      for (std::size_t n = 0; n < N; ++n)
+        for (std::size_t j = 0; j < lanes; ++j) {
+          xr[n * W + j] = x(Eigen::Index(h0 + j), Eigen::Index(n)).real();
+          xi[n * W + j] = x(Eigen::Index(h0 + j), Eigen::Index(n)).imag();
         }
+      for (std::size_t t0 = 0; t0 < L; t0 += chunk) {
+        const std::size_t steps = std::min(chunk, L - t0);
+        // (steps, lanes) of column-major u -> time-major lanes; y starts at D u
+        for (std::size_t j = 0; j < lanes; ++j) {
+          const T Dh = d.D(Eigen::Index(h0 + j));
+          for (std::size_t t = 0; t < steps; ++t) {
+            const T v = uc(Eigen::Index(t0 + t), Eigen::Index(h0 + j));
+            ub[t * W + j] = v;
+            yb[t * W + j] = Dh * v;
+          }
+        }
+        detail::scan_block<Arch>(p, std::size_t(b), xr.data(), xi.data(), ub.data(), yb.data(),
+                                 steps);
+        for (std::size_t j = 0; j < lanes; ++j)
+          for (std::size_t t = 0; t < steps; ++t)
+            y(Eigen::Index(t0 + t), Eigen::Index(h0 + j)) = yb[t * W + j];
       }
-      detail::scan_block<Arch>(p, std::size_t(b), xr.data(), xi.data(), ub.data(), yb.data(),
-                               steps);
-      for (std::size_t j = 0; j < lanes; ++j)
-        for (std::size_t t = 0; t < steps; ++t)
-          y(Eigen::Index(t0 + t), Eigen::Index(h0 + j)) = yb[t * W + j];
-    }
-    for (std::size_t n = 0; n < N; ++n)
-      for (std::size_t j = 0; j < lanes; ++j)
-        x(Eigen::Index(h0 + j), Eigen::Index(n)) = {xr[n * W + j], xi[n * W + j]};
-  }
+      for (std::size_t n = 0; n < N; ++n)
+        for (std::size_t j = 0; j < lanes; ++j)
+          x(Eigen::Index(h0 + j), Eigen::Index(n)) = {xr[n * W + j], xi[n * W + j]};
+    });
+  errors.rethrow();
   return y;
 }
 

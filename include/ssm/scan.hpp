@@ -220,20 +220,25 @@ Eigen::Matrix<typename System::Scalar, Eigen::Dynamic, System::OutputSize> scan(
       return j == 0 ? 0 : std::min(L, L * (2 * j + 1) / (2 * nt + 1));
     };
     std::vector<State> ends(std::size_t(nt), State::Zero(N));
+    // the pieces between the barriers (single's closing one included) run
+    // through errors, so that every thread reaches each barrier
+    detail::ParallelErrors errors;
     SSM_OMP(parallel num_threads(nt))
     {
       // chunks j, j + team, ...: all of them even if OpenMP gives fewer threads
       const int first = detail::thread_index(), stride = detail::team_size();
-      for (int j = first; j < nt; j += stride) {
-        if (j == 0)
-          detail::run_steps(sys, u, 0, start(1), x, &y);
-        else
-          detail::run_steps(sys, u, start(j), start(j + 1), ends[std::size_t(j)],
-                            static_cast<Y*>(nullptr));
-      }
+      errors.run([&] {
+        for (int j = first; j < nt; j += stride) {
+          if (j == 0)
+            detail::run_steps(sys, u, 0, start(1), x, &y);
+          else
+            detail::run_steps(sys, u, start(j), start(j + 1), ends[std::size_t(j)],
+                              static_cast<Y*>(nullptr));
+        }
+      });
       SSM_OMP(barrier)
       SSM_OMP(single)
-      {
+      errors.run([&] {
         // ends[i] becomes chunk i's true initial state, x the final state
         State in = x;
         for (int i = 1; i < nt; ++i) {
@@ -244,12 +249,15 @@ Eigen::Matrix<typename System::Scalar, Eigen::Dynamic, System::OutputSize> scan(
           else
             x = detail::matrix_power(A, L - start(i)) * init + in;
         }
-      }
-      for (int j = first == 0 ? stride : first; j < nt; j += stride) {
-        State xj = ends[std::size_t(j)];
-        detail::run_steps(sys, u, start(j), start(j + 1), xj, &y);
-      }
+      });
+      errors.run([&] {
+        for (int j = first == 0 ? stride : first; j < nt; j += stride) {
+          State xj = ends[std::size_t(j)];
+          detail::run_steps(sys, u, start(j), start(j + 1), xj, &y);
+        }
+      });
     }
+    errors.rethrow();
   }
   return y;
 }

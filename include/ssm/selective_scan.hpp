@@ -136,9 +136,13 @@ class SelectiveScanPlan {
     // below ~2^17 updates (~25 us) a parallel region costs more than it saves
     [[maybe_unused]] const int nt =
         p.batch * p.L * p.D * p.N >= (std::size_t(1) << 17) ? detail::resolve_threads(threads) : 1;
+    detail::ParallelErrors errors;
     SSM_OMP(parallel for num_threads(nt) schedule(static) if (nt > 1))
     for (std::ptrdiff_t i = 0; i < std::ptrdiff_t(jobs); ++i)
-      run_block(p, std::size_t(i) / blocks_.size(), blocks_[std::size_t(i) % blocks_.size()], fast);
+      errors.run([&] {
+        run_block(p, std::size_t(i) / blocks_.size(), blocks_[std::size_t(i) % blocks_.size()], fast);
+      });
+    errors.rethrow();
   }
 
  private:
@@ -239,10 +243,11 @@ class SelectiveScanPlan {
 /// OpenMP's maximum), split over batch x channel blocks. Agrees with a
 /// double-precision loop to ~1e-6 relative (tests/test_selective_scan.cpp).
 /// NaN in u or delta propagates to y and the state; bad sizes, missing
-/// operands or a non-finite A throw std::invalid_argument. At long L each
-/// block of channels walks the rows a 4 KiB page per step: operands in 2
-/// MiB pages (as the models' workspaces hold them, detail/pages.hpp) ran
-/// up to 1.9x faster on a Xeon host (bench/RESULTS.md).
+/// operands or a non-finite A throw std::invalid_argument, an allocation
+/// failure std::bad_alloc. At long L each block of channels walks the rows
+/// a 4 KiB page per step: operands in 2 MiB pages (as the models'
+/// workspaces hold them, detail/pages.hpp) ran up to 1.9x faster on a Xeon
+/// host (bench/RESULTS.md).
 template <class Arch = xsimd::default_arch>
 void selective_scan(const SelectiveScanArgs& p, int threads = 0) {
   SelectiveScanPlan<Arch>(p).run(p, threads);

@@ -133,7 +133,8 @@ inline int ssd_threads(const SsdArgs& p, int threads) {
 /// double-precision loop to ~1e-6 of the scale of y (tests/test_ssd.cpp).
 /// NaN in x or dt propagates. Bad sizes, missing operands, A > 0, bad dt
 /// limits or output strides shorter than a row (y: heads * head_dim; the
-/// state: heads * N * head_dim; e.g. left at 0) throw std::invalid_argument.
+/// state: heads * N * head_dim; e.g. left at 0) throw std::invalid_argument;
+/// an allocation failure throws std::bad_alloc.
 /// At long L a head's rows of x, dt and y are walked a 4 KiB page per step:
 /// operands in 2 MiB pages (as the models' workspaces hold them,
 /// detail/pages.hpp) ran up to 2x faster on a Xeon host (bench/RESULTS.md).
@@ -143,24 +144,27 @@ void ssd_recurrent(const SsdArgs& p, int threads = 0) {
   if (p.L == 0) return;  // the state stays as given
   const std::size_t jobs = p.batch * p.heads, NP = p.N * p.head_dim;
   [[maybe_unused]] const int nt = detail::ssd_threads(p, threads);
-  // allocated here, where a failure throws (inside the region it would end
-  // the program)
+  // every head's state when none is given, shared by the threads
   std::vector<float> zero_states(p.state ? 0 : jobs * NP, 0.f);
+  detail::ParallelErrors errors;
   SSM_OMP(parallel num_threads(nt) if (nt > 1))
   {
     thread_local detail::SsdScratch scratch;
     thread_local std::vector<double> carry;
-    // a contiguous range of (sequence, head) pairs per thread
-    const std::size_t i = std::size_t(detail::thread_index()), m = std::size_t(detail::team_size());
-    const std::size_t j0 = jobs * i / m, j1 = jobs * (i + 1) / m;
-    auto head = [&](std::size_t j) {
-      const std::size_t b = j / p.heads, h = j % p.heads;
-      float* state = p.state ? p.state + std::ptrdiff_t(b) * p.state_batch_stride + std::ptrdiff_t(h * NP)
-                             : zero_states.data() + j * NP;
-      return detail::ssd_head(p, b, h, state);
-    };
-    detail::ssd_heads_recurrent<Arch>(head, j0, j1, p.L, carry, scratch);
+    errors.run([&] {
+      // a contiguous range of (sequence, head) pairs per thread
+      const std::size_t i = std::size_t(detail::thread_index()), m = std::size_t(detail::team_size());
+      const std::size_t j0 = jobs * i / m, j1 = jobs * (i + 1) / m;
+      auto head = [&](std::size_t j) {
+        const std::size_t b = j / p.heads, h = j % p.heads;
+        float* state = p.state ? p.state + std::ptrdiff_t(b) * p.state_batch_stride + std::ptrdiff_t(h * NP)
+                               : zero_states.data() + j * NP;
+        return detail::ssd_head(p, b, h, state);
+      };
+      detail::ssd_heads_recurrent<Arch>(head, j0, j1, p.L, carry, scratch);
+    });
   }
+  errors.rethrow();
 }
 
 /// The chunked (SSD) form with chunks of `chunk_size` steps (any L; the

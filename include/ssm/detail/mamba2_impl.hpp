@@ -280,21 +280,24 @@ void Mamba2LM::step(const std::int32_t* tokens, Mamba2Cache* const* caches,
                               ws.xbc.data() + std::ptrdiff_t(b * cd), std::ptrdiff_t(cd));
       std::copy_n(window + cd, conv_per_layer, conv);
     }
+    detail::ParallelErrors errors;
     SSM_OMP(parallel num_threads(nt) if (nt > 1))
     {
       thread_local detail::SsdScratch scratch;
       SSM_OMP(for schedule(static))
-      for (std::ptrdiff_t j = 0; j < std::ptrdiff_t(jobs); ++j) {
-        const std::size_t b = std::size_t(j) / H, h = std::size_t(j) % H;
-        float* layer_state = caches[b]->ssm.data() + i * ssm_per_layer;
-        const SsdArgs a = ssd_args(l, 1, ws.xbc.data() + std::ptrdiff_t(b * cd),
-                                   ws.proj.data() + std::ptrdiff_t(b) * ld + std::ptrdiff_t(di + cd), ld,
-                                   layer_state, ws.y.data() + std::ptrdiff_t(b * di));
-        double log2_scale = 0;
-        detail::ssd_head_block<Arch>(detail::ssd_head(a, 0, h, layer_state + h * head_state), 0, 1,
-                                     log2_scale, scratch);
-      }
+      for (std::ptrdiff_t j = 0; j < std::ptrdiff_t(jobs); ++j)
+        errors.run([&] {
+          const std::size_t b = std::size_t(j) / H, h = std::size_t(j) % H;
+          float* layer_state = caches[b]->ssm.data() + i * ssm_per_layer;
+          const SsdArgs a = ssd_args(l, 1, ws.xbc.data() + std::ptrdiff_t(b * cd),
+                                     ws.proj.data() + std::ptrdiff_t(b) * ld + std::ptrdiff_t(di + cd), ld,
+                                     layer_state, ws.y.data() + std::ptrdiff_t(b * di));
+          double log2_scale = 0;
+          detail::ssd_head_block<Arch>(detail::ssd_head(a, 0, h, layer_state + h * head_state), 0, 1,
+                                       log2_scale, scratch);
+        });
     }
+    errors.rethrow();
     gated_norm<Arch>(l, ws.y.data(), std::ptrdiff_t(di), ws.proj.data(), ld, batch, ws.gated.data());
     detail::matvec<Arch>(l.out_proj, l.out_proj_bias.size() ? l.out_proj_bias.data() : nullptr,
                          ws.gated.data(), std::ptrdiff_t(di), batch, ws.out.data(), std::ptrdiff_t(dm),

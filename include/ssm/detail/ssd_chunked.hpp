@@ -108,23 +108,26 @@ class SsdChunked {
     nc_ = (Lw + Q_ - 1) / Q_;
     CB_.resize(s_.G * nc_ * Q_ * Q_);
     const auto groups_x_chunks = std::ptrdiff_t(s_.G * nc_), heads = std::ptrdiff_t(s_.H);
+    ParallelErrors errors;
     SSM_OMP(parallel num_threads(threads) if (threads > 1))
     {
       thread_local Scratch w;
       SSM_OMP(for schedule(static))
       for (std::ptrdiff_t j = 0; j < groups_x_chunks; ++j)
-        chunk_CB(std::size_t(j) / nc_, std::size_t(j) % nc_);
+        errors.run([&] { chunk_CB(std::size_t(j) / nc_, std::size_t(j) % nc_); });
       SSM_OMP(for schedule(static))
-      for (std::ptrdiff_t h = 0; h < heads; ++h) {
-        const std::size_t NP = s_.N * s_.P;
-        w.states.resize((nc_ + 1) * NP);
-        w.decay.resize(nc_ * NP);
-        w.decay_in.resize(Lw_);
-        for (std::size_t c = 0; c < nc_; ++c) chunk_inner(std::size_t(h), c, w);
-        chunk_states(std::size_t(h), w);
-        for (std::size_t c = 0; c < nc_; ++c) chunk_outer(std::size_t(h), c, w);
-      }
+      for (std::ptrdiff_t h = 0; h < heads; ++h)
+        errors.run([&] {
+          const std::size_t NP = s_.N * s_.P;
+          w.states.resize((nc_ + 1) * NP);
+          w.decay.resize(nc_ * NP);
+          w.decay_in.resize(Lw_);
+          for (std::size_t c = 0; c < nc_; ++c) chunk_inner(std::size_t(h), c, w);
+          chunk_states(std::size_t(h), w);
+          for (std::size_t c = 0; c < nc_; ++c) chunk_outer(std::size_t(h), c, w);
+        });
     }
+    errors.rethrow();
   }
 
   std::size_t chunk_len(std::size_t c) const { return std::min(Q_, Lw_ - c * Q_); }
