@@ -270,7 +270,12 @@ Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic> convolve_channels(
   SSM_OMP(parallel num_threads(threads))
   {
     Buffer zr, zi, qr, qi;
-    errors.run([&] { zr.resize(m * W), zi.resize(m * W), qr.resize(m * W), qi.resize(m * W); });
+    errors.run([&] {
+      zr.resize(m * W);
+      zi.resize(m * W);
+      qr.resize(m * W);
+      qi.resize(m * W);
+    });
     const Lanes<Arch, Real> Z{zr.data(), zi.data()}, Q{qr.data(), qi.data()};
     // (L, lanes) columns -> z_j = x_2j + i x_2j+1, lane-interleaved, zero-padded;
     // in tiles of 64 steps, so the lane-strided writes stay in cache
