@@ -9,9 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${SSM_TSAN_BUILD:-build/tsan}
+[[ $dir == /* ]] || dir=./$dir  # run it by path, absolute or relative
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O1 -g" \
   -DSSM_SANITIZE=thread -DSSM_OPENMP=OFF \
   -DSSM_BUILD_EXAMPLES=OFF -DSSM_BUILD_BENCH=OFF >/dev/null
 cmake --build "$dir" -j "$(nproc)" --target test_concurrency
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}" \
-  "./$dir/tests/test_concurrency" --rng-seed time
+  "$dir/tests/test_concurrency" --rng-seed time
