@@ -152,7 +152,7 @@ void check(const Case& k) {
 TEMPLATE_TEST_CASE("linear_recurrence matches a double loop on every shape", "[scan_core]", float,
                    double, std::complex<float>, std::complex<double>) {
   constexpr std::size_t W = xsimd::batch<TestType>::size;
-  // 4W + 3: a group of 4 chains and a tail; 150 and 16W + 5: groups of 16 or
+  // 4W + 3: a bundle of 4 chains and a tail; 150 and 16W + 5: bundles of 16 or
   // 8 chains (as many as the registers hold) where the row is narrow enough
   const std::size_t C = GENERATE_COPY(std::size_t(1), W - 1, W, W + 1, 4 * W + 3, std::size_t(150), 16 * W + 5);
   const std::size_t L = GENERATE(std::size_t(0), std::size_t(1), std::size_t(2), std::size_t(37), std::size_t(1000));

@@ -140,7 +140,7 @@ class RecurrencePlan {
                        : g == 0 ? Emit::readout_first : Emit::readout_add;
         std::size_t c = c0;
         Chain<T> ch[kChains];
-        std::size_t k = 0, group = 0;
+        std::size_t k = 0, bundle = 0;
         auto flush = [&] {
           if (prod) {
             for (std::size_t q = 0; q < k; ++q) ch[q].prod = tile_prod + q * W;
@@ -156,9 +156,9 @@ class RecurrencePlan {
           k = 0;
         };
         for (; c + W <= c1; c += W) {
-          if (k == 0) group = chain_group((c1 - c) / W, prod != nullptr);
+          if (k == 0) bundle = chain_bundle((c1 - c) / W, prod != nullptr);
           ch[k++] = chain(r, c, state + c);
-          if (k == group) flush();
+          if (k == bundle) flush();
         }
         for (; c < c1; ++c) {
           T p(1);
@@ -208,18 +208,18 @@ class RecurrencePlan {
   // The most chains run in lockstep: half the vector registers hold their
   // states (32 registers with 64-byte batches, else 16). A row of up to
   // kChains batches then streams through whole, step after step, where
-  // groups of 4 walked a 256-byte column of it: one thread, Zen 5, 65536 x
+  // bundles of 4 walked a 256-byte column of it: one thread, Zen 5, 65536 x
   // 256 floats 2.65 -> 3.4-3.5 G updates/s, 4096 x 128 6.4 -> 8.0. Complex
-  // chains (two registers each) stay at 4: in groups of 8 they gained
+  // chains (two registers each) stay at 4: in bundles of 8 they gained
   // 1.1x-1.15x, for 3-4 s more of test_scan_core's sanitizer compile.
   static constexpr std::size_t kChains =
       is_complex_scalar<T>::value ? 4 : W * sizeof(T) == 64 ? 16 : 8;
 
-  // Batches in the next group of chains, `left` batches to go: the widest
-  // group that fits (kChains, kChains / 2, ..., 4), else all that are left.
-  // Groups tracking products (the time-chunked passes, which run only where
-  // channels are few) stay at 4, which compiles fewer kernels.
-  static std::size_t chain_group(std::size_t left, bool prod) {
+  // Batches in the next bundle (chains run in lockstep), `left` batches to
+  // go: the widest bundle that fits (kChains, kChains / 2, ..., 4), else all
+  // that are left. Bundles tracking products (the time-chunked passes, which
+  // run only where channels are few) stay at 4, which compiles fewer kernels.
+  static std::size_t chain_bundle(std::size_t left, bool prod) {
     for (std::size_t g = kChains; g > 4 && !prod; g /= 2)
       if (left >= g) return g;
     return std::min<std::size_t>(left, 4);
@@ -283,7 +283,7 @@ class RecurrencePlan {
       constexpr bool CA = decltype(const_a)::value;
       auto go = [&](auto emit) {
         constexpr Emit E = decltype(emit)::value;
-        switch (n) {  // groups of 8 and 16 never track products (chain_group)
+        switch (n) {  // bundles of 8 and 16 never track products (chain_bundle)
           case 16:
             if constexpr (kChains >= 16 && !Prod) recurrence_chains<Arch, 16, CA, E, false>(r, ch, len);
             break;
@@ -294,7 +294,7 @@ class RecurrencePlan {
           case 3: recurrence_chains<Arch, 3, CA, E, Prod>(r, ch, len); break;
           case 2: recurrence_chains<Arch, 2, CA, E, Prod>(r, ch, len); break;
           case 1: recurrence_chains<Arch, 1, CA, E, Prod>(r, ch, len); break;
-          default: assert(false && "chain_group returns 1-4, 8 or 16"); break;
+          default: assert(false && "chain_bundle returns 1-4, 8 or 16"); break;
         }
       };
       switch (e) {
