@@ -450,6 +450,10 @@ void run_time_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, std::
   std::copy(h_end, h_end + C, h);
 }
 
+// The fewest steps per thread for which time is split across threads
+// (scan() sizes its super-blocks by it, so that they are split too).
+constexpr std::size_t kMinStepsPerTimeChunk = 4096;
+
 template <class Arch, class T>
 void run_recurrence(const RecurrenceArgs<T>& args, std::size_t L, std::size_t channels,
                     std::size_t groups, T* h, int requested_threads) {
@@ -460,7 +464,7 @@ void run_recurrence(const RecurrenceArgs<T>& args, std::size_t L, std::size_t ch
   const bool worth_threads = threads > 1 && L * channels >= (std::size_t(1) << 16);
   if (worth_threads && plan.width() >= std::size_t(threads) * 4 * W)
     run_channel_parallel(plan, L, h, threads);
-  else if (worth_threads && L >= std::size_t(threads) * 4096)
+  else if (worth_threads && L >= std::size_t(threads) * kMinStepsPerTimeChunk)
     run_time_parallel(plan, L, channels, h, threads);
   else
     plan.run_range(0, plan.width(), 0, L, h, nullptr, plan.writes());

@@ -196,8 +196,9 @@ Eigen::Matrix<typename System::Scalar, Eigen::Dynamic, System::OutputSize> scan(
   }
   if constexpr (System::IsDiagonal && detail::has_simd<Scalar>::value) {
     using States = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-    // the scan core splits time only from 4096 steps per thread
-    const Eigen::Index super = std::max(Eigen::Index(1) << 16, Eigen::Index(nt) * 4096);
+    // the scan core splits time only from kMinStepsPerTimeChunk steps per thread
+    const Eigen::Index super =
+        std::max(Eigen::Index(1) << 16, Eigen::Index(nt) * Eigen::Index(detail::kMinStepsPerTimeChunk));
     States X;
     for (Eigen::Index s = 0; s < L; s += super) {
       const Eigen::Index len = std::min(super, L - s);
