@@ -19,10 +19,7 @@
 
 #include <benchmark/benchmark.h>
 
-
 namespace {
-
-using bench::read_bandwidth;
 
 ssm::MambaConfig config_130m() {
   ssm::MambaConfig c;
@@ -57,7 +54,7 @@ void BM_Prefill(benchmark::State& st) {
 void BM_Decode(benchmark::State& st) {
   const int threads = int(st.range(0));
   const ssm::MambaLM& m = model();
-  bench::run_decode<ssm::MambaWorkspace>(st, m, threads, read_bandwidth(threads), weight_bytes(m.config()));
+  bench::run_decode<ssm::MambaWorkspace>(st, m, threads, weight_bytes(m.config()));
 }
 
 }  // namespace

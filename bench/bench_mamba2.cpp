@@ -30,7 +30,6 @@
 
 namespace {
 
-using bench::read_bandwidth;
 using bench::set_threads;
 
 double fma_lanes(int threads) {
@@ -177,7 +176,7 @@ void BM_Decode(benchmark::State& st) {
   const int threads = int(st.range(0));
   ssm::Mamba2LM& m = model();
   m.prefill = ssm::Mamba2Prefill::automatic;
-  bench::run_decode<ssm::Mamba2Workspace>(st, m, threads, read_bandwidth(threads), weight_bytes(m.config()));
+  bench::run_decode<ssm::Mamba2Workspace>(st, m, threads, weight_bytes(m.config()));
 }
 
 }  // namespace

@@ -144,11 +144,10 @@ void run_prefill(benchmark::State& st, const Model& m, std::size_t L, int thread
 // costs at least that). The cache is 0.5% of the bytes for Mamba-1 130m and
 // 7% for Mamba-2 130m (state 128). Counters: tok_s; ceiling_tok_s and share
 // against that roof; share_weights_only against the weights alone;
-// read_gb_s (`bandwidth`, measured by the caller with read_bandwidth);
-// cache_mb; peak_rss_mb.
+// read_gb_s (read_bandwidth(threads)); cache_mb; peak_rss_mb.
 template <class Workspace, class Model>
-void run_decode(benchmark::State& st, const Model& m, int threads, double bandwidth,
-                double weight_bytes) {
+void run_decode(benchmark::State& st, const Model& m, int threads, double weight_bytes) {
+  const double bandwidth = read_bandwidth(threads);
   const auto& c = m.config();
   set_threads(threads);
   Workspace ws;
