@@ -20,7 +20,9 @@ namespace ssm {
 /// L x (Q P) matrix: row k holds K_k (Q x P) in row-major order, so entry
 /// (k, q P + p) is the response of output q at lag k to an impulse on input p.
 /// A single-input single-output system gives an L x 1 column.
-/// O(L N^2 P) for dense A, O(L N P) for diagonal A.
+/// O(L N^2 P) for dense A, O(L N P) for diagonal A. Throws
+/// std::invalid_argument if sys's shapes disagree or L < 0, std::length_error
+/// if L Q P entries overflow the size of an array.
 template <class System, detail::enable_if_discrete_t<System> = 0>
 Eigen::Matrix<typename System::Scalar, Eigen::Dynamic, Eigen::Dynamic> kernel(
     const System& sys, Eigen::Index L) {
@@ -57,7 +59,8 @@ Eigen::Matrix<typename System::Scalar, Eigen::Dynamic, Eigen::Dynamic> kernel(
 /// direct term. Equals recurrent(sys, u) from the zero state up to rounding
 /// (tests/test_paths.cpp: 1e-10 relative in double, 1e-4 in float).
 /// O(L N^2 P) for the kernel (O(L N P) diagonal) and O(P Q L log L) for
-/// the transforms.
+/// the transforms; single-threaded. Throws std::invalid_argument if sys's
+/// shapes disagree or u does not have P columns.
 template <class System, class Derived, detail::enable_if_discrete_t<System> = 0>
 Eigen::Matrix<typename System::Scalar, Eigen::Dynamic, System::OutputSize>
 convolve(const System& sys, const Eigen::MatrixBase<Derived>& u) {

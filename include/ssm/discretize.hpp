@@ -64,8 +64,9 @@ std::complex<T> expm1(std::complex<T> z) {
 }
 
 // phi1(z) = (e^z - 1) / z and phi2(z) = (e^z - 1 - z) / z^2, the ZOH and FOH
-// integrals of e^{z s} over the step; series near 0, where the closed forms
-// cancel (|z| < 0.1: 14 terms leave a remainder below 1e-17 relative).
+// integrals of e^{z s} over the step. phi1 through expm1, exact near 0;
+// phi2 by its series near 0, where the closed form cancels (|z| < 0.1: 14
+// terms leave a remainder below 1e-17 relative).
 template <class T>
 T phi1(T z) {
   if (std::abs(z) == 0) return T(1);
@@ -149,8 +150,10 @@ void check_impulse_d(const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>
 /// Computed in double for float systems; agrees with scipy to ~1e-14 relative
 /// in double (tests/test_discretize.cpp).
 /// Throws std::invalid_argument for mismatched shapes, dt <= 0 or not finite,
-/// non-finite entries, alpha outside [0, 1], a singular I - alpha dt A, or a
-/// nonzero D with the impulse method.
+/// non-finite entries, alpha outside [0, 1] (Method::gbt only), I - alpha dt A
+/// singular to working precision (reciprocal condition number, or that times
+/// its 1-norm, <= epsilon), or an entry of D above 1e-8 in magnitude with the
+/// impulse method (scipy's np.allclose(D, 0)).
 template <class Scalar, int N, int P, int Q>
 Discrete<Scalar, N, P, Q> discretize(
     const Continuous<Scalar, N, P, Q>& sys,
@@ -237,6 +240,8 @@ Discrete<Scalar, N, P, Q> discretize(
 /// numbers as discretizing to_dense(sys), in O(N (P + Q)) instead of O(N^3).
 /// zoh: A_d = e^{lambda dt}, B_d = (e^{lambda dt} - 1) / lambda B (dt B when
 /// lambda = 0), through expm1 so small |lambda dt| keeps full precision.
+/// Throws as the dense overload, except that gbt is refused only where some
+/// |1 - alpha dt lambda_n| <= epsilon (no condition number).
 template <class Scalar, int N, int P, int Q>
 DiscreteDiagonal<Scalar, N, P, Q> discretize(
     const ContinuousDiagonal<Scalar, N, P, Q>& sys,

@@ -31,7 +31,7 @@ namespace ssm {
 /// A time-major sequence: step t starts at data + t * stride (elements).
 template <class T>
 struct Steps {
-  T* data = nullptr;
+  T* data = nullptr;          ///< step 0; null: absent (an optional output)
   std::ptrdiff_t stride = 0;  ///< 0: the same values at every step (inputs only)
 };
 
@@ -521,7 +521,10 @@ void check_output_stride(const char* where, const char* name, Steps<T> s, std::s
 /// relative to the largest state (tested to 2e-5 in float, 1e-13 in
 /// double: tests/test_scan_core.cpp), as long as the product of |a_t| over
 /// a chunk (up to ~2 MiB of steps) stays finite.
-/// T: float, double, std::complex<float> or std::complex<double>.
+/// T: float, double, std::complex<float> or std::complex<double>. Arch: the
+/// SIMD instruction set (default: what the compiler's -march enables).
+/// Throws std::invalid_argument if a.data, b.data or h is null while L and
+/// channels are positive, or out's rows overlap (L > 1).
 template <class T, class Arch = xsimd::default_arch>
 void linear_recurrence(std::size_t L, std::size_t channels, Steps<const T> a,
                        Steps<const T> b, T* h, Steps<T> out = {}, int threads = 0) {
@@ -540,8 +543,11 @@ void linear_recurrence(std::size_t L, std::size_t channels, Steps<const T> a,
 /// `groups` groups of width = channels / groups, and
 ///     y_t[w] = sum_g c_t[g * width + w] * h_t[g * width + w],   w < width,
 /// e.g. an SSM output y_t = sum_n C_n x_t[n] with channels laid out (N, H).
-/// c: (L, channels) time-major, stride 0 for constant weights; y: (L, width).
-/// Other arguments as linear_recurrence().
+/// c: (L, channels) time-major, stride 0 for constant weights; y: (L, width),
+/// required (|y.stride| >= width when L > 1). Other arguments as
+/// linear_recurrence(). Throws std::invalid_argument if groups is 0 or does
+/// not divide channels, an operand is null while L and channels are
+/// positive, or y's rows overlap.
 template <class T, class Arch = xsimd::default_arch>
 void linear_recurrence_readout(std::size_t L, std::size_t channels, Steps<const T> a,
                                Steps<const T> b, T* h, Steps<const T> c, std::size_t groups,
@@ -567,7 +573,8 @@ void linear_recurrence_readout(std::size_t L, std::size_t channels, Steps<const 
 
 /// linear_recurrence() on Eigen matrices: a is L x C (or 1 x C for a
 /// time-invariant a), b is L x C, h holds C states (in: h_{-1}, out: h_{L-1}).
-/// Returns every h_t as an L x C matrix.
+/// Returns every h_t as an L x C matrix. Throws std::invalid_argument for
+/// other shapes of a or h.
 template <class T>
 Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> linear_recurrence(
     const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>& a,

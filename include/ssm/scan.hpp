@@ -63,6 +63,8 @@ void propagate(const System& sys, Vec& x, Vec& tmp) {
 
 /// One time step: x <- A x + B u_t, then returns y_t = C x + D u_t.
 /// x: the state (N), updated in place; u_t: the input at this step (P).
+/// Throws std::invalid_argument if sys's shapes disagree, u_t does not have
+/// P entries or x does not have N.
 template <class System, class Derived,
           detail::enable_if_discrete_t<System> = 0>
 Eigen::Matrix<typename System::Scalar, System::OutputSize, 1> step(
@@ -144,6 +146,8 @@ Matrix matrix_power(const Matrix& A, Eigen::Index k) {
 /// (through the SIMD scan core); beyond u and y it holds O(N) numbers per
 /// step of one 256-step block, whatever L. Single-threaded and
 /// deterministic; scan() is the multi-threaded evaluation.
+/// Throws std::invalid_argument if sys's shapes disagree, u does not have P
+/// columns or x does not have N entries (x is then unchanged).
 template <class System, class Derived,
           detail::enable_if_discrete_t<System> = 0>
 Eigen::Matrix<typename System::Scalar, Eigen::Dynamic, System::OutputSize>
@@ -168,8 +172,10 @@ recurrent(const System& sys, const Eigen::MatrixBase<Derived>& u) {
 }
 
 /// The same outputs as recurrent(), computed in parallel over time with
-/// `threads` threads (0: OpenMP's maximum): a parallel scan, equal to the
-/// sequential result up to rounding (tests/test_paths.cpp).
+/// `threads` threads (<= 0: OpenMP's maximum; 1 inside an enclosing parallel
+/// region): a parallel scan, equal to the sequential result up to rounding
+/// (tests/test_paths.cpp). With one thread or L < 4096 it is recurrent().
+/// Throws as recurrent().
 /// Diagonal A: the scan core over super-blocks of 2^16 steps, or 4096 per
 /// thread where that is more (time-chunked or channel-parallel threads).
 /// Dense A: the sequence is cut in one chunk per thread; thread 0 runs its

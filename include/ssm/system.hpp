@@ -42,22 +42,26 @@ void check_shapes(const System& sys, const char* where) {
     fail("D", shape(q, p), shape(sys.D.rows(), sys.D.cols()));
 }
 
-// The four matrices and their sizes, shared by the four system types below.
+// The four matrices and their sizes, shared by the four system types below
+// (their public members, hence documented with ///).
 template <class Scalar_, int N, int P, int Q, bool Diagonal>
 struct StateSpace {
-  using Scalar = Scalar_;
+  using Scalar = Scalar_;  ///< the entries' type (real or complex)
+  /// the template sizes (Eigen::Dynamic where set at run time)
   static constexpr int StateSize = N, InputSize = P, OutputSize = Q;
-  static constexpr bool IsDiagonal = Diagonal;
-  using StateVector = Eigen::Matrix<Scalar, N, 1>;
+  static constexpr bool IsDiagonal = Diagonal;  ///< A holds only the diagonal
+  using StateVector = Eigen::Matrix<Scalar, N, 1>;  ///< x, N entries
 
-  Eigen::Matrix<Scalar, N, Diagonal ? 1 : N> A;  // N x N, or its diagonal
-  Eigen::Matrix<Scalar, N, P> B;
-  Eigen::Matrix<Scalar, Q, N> C;
-  Eigen::Matrix<Scalar, Q, P> D;
+  Eigen::Matrix<Scalar, N, Diagonal ? 1 : N> A;  ///< N x N, or its diagonal (N x 1)
+  Eigen::Matrix<Scalar, N, P> B;                 ///< N x P
+  Eigen::Matrix<Scalar, Q, N> C;                 ///< Q x N
+  Eigen::Matrix<Scalar, Q, P> D;                 ///< Q x P
 
-  Eigen::Index state_size() const { return A.rows(); }
-  Eigen::Index input_size() const { return B.cols(); }
-  Eigen::Index output_size() const { return C.rows(); }
+  // the sizes as the matrices hold them; the operations check that the
+  // four shapes agree
+  Eigen::Index state_size() const { return A.rows(); }   ///< N (A's rows)
+  Eigen::Index input_size() const { return B.cols(); }   ///< P (B's columns)
+  Eigen::Index output_size() const { return C.rows(); }  ///< Q (C's rows)
 };
 
 template <class T>
