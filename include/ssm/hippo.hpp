@@ -37,9 +37,9 @@ namespace ssm::hippo {
 /// A: N x N, B: N x 1, P: N x R (R = 1, or 2 for LegT).
 template <class Scalar>
 struct Transition {
-  Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> A;
-  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> B;
-  Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> P;
+  Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> A;  ///< N x N
+  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> B;               ///< N
+  Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> P;  ///< N x R, the low-rank term
 
   /// N, the order of the approximation
   Eigen::Index state_size() const { return A.rows(); }
@@ -87,6 +87,7 @@ Transition<Scalar> make(Eigen::Index N, Eigen::Index R) {
 /// x_n(t) = (1/t) int_0^t u(s) sqrt(2n+1) P_n(2s/t - 1) ds, the projection onto
 /// Legendre polynomials of the whole history, obeys x' = (A x + B u) / t
 /// (HiPPO, Thm. 2); S4 uses the time-invariant x' = A x + B u.
+/// Throws std::invalid_argument unless N > 0.
 template <class Scalar>
 Transition<Scalar> legs(Eigen::Index N) {
   detail::check_size(N, "ssm::hippo::legs");
@@ -108,7 +109,7 @@ Transition<Scalar> legs(Eigen::Index N) {
 /// x_n(t) = (1/2) int_{t-2}^t u(s) sqrt(2n+1) P_n(1 + (s - t)) ds obeys
 /// x' = A x + B u exactly while u is a polynomial of degree < N on the window
 /// (HiPPO, Appendix D.1; the LMU of Voelker et al. 2019, up to a diagonal
-/// similarity diag((-1)^n sqrt(2n+1))).
+/// similarity diag((-1)^n sqrt(2n+1))). Throws std::invalid_argument unless N > 0.
 template <class Scalar>
 Transition<Scalar> legt(Eigen::Index N) {
   detail::check_size(N, "ssm::hippo::legt");
@@ -130,7 +131,8 @@ Transition<Scalar> legt(Eigen::Index N) {
 /// x_n(t) = int_{-inf}^t u(s) L_n(t - s) e^{-(t - s)/2} ds, the coefficients in
 /// the orthonormal Laguerre functions, obeys x' = A x + B u exactly (HiPPO,
 /// Appendix D.2, with the exponential split evenly between measure and basis:
-/// HiPPO's own LagT has -1 on the diagonal).
+/// HiPPO's own LagT has -1 on the diagonal). Throws std::invalid_argument
+/// unless N > 0.
 template <class Scalar>
 Transition<Scalar> lagt(Eigen::Index N) {
   detail::check_size(N, "ssm::hippo::lagt");
@@ -152,7 +154,8 @@ Transition<Scalar> lagt(Eigen::Index N) {
 /// x_n(t) = (1/2) int_{t-2}^t u(s) g_n(t - s) ds obeys x' = A x + B u while u is
 /// in the span of the basis ("How to Train Your HiPPO", Sec. 4: its FouT has
 /// window 1 and frequencies 2 pi k, i.e. this with time scaled by 2). Odd N
-/// truncates the N + 1 system, as Galerkin projection does.
+/// truncates the N + 1 system, as Galerkin projection does. Throws
+/// std::invalid_argument unless N > 0.
 template <class Scalar>
 Transition<Scalar> fout(Eigen::Index N) {
   detail::check_size(N, "ssm::hippo::fout");
@@ -183,13 +186,14 @@ Transition<Scalar> fout(Eigen::Index N) {
 template <class Real>
 struct Nplr {
   using Complex = std::complex<Real>;  ///< the scalar of every member
-  Eigen::Matrix<Complex, Eigen::Dynamic, 1> Lambda;
-  Eigen::Matrix<Complex, Eigen::Dynamic, Eigen::Dynamic> P;
-  Eigen::Matrix<Complex, Eigen::Dynamic, 1> B;
-  Eigen::Matrix<Complex, Eigen::Dynamic, Eigen::Dynamic> V;
+  Eigen::Matrix<Complex, Eigen::Dynamic, 1> Lambda;          ///< N eigenvalues of the normal part
+  Eigen::Matrix<Complex, Eigen::Dynamic, Eigen::Dynamic> P;  ///< N x R: V^* P
+  Eigen::Matrix<Complex, Eigen::Dynamic, 1> B;               ///< N: V^* B
+  Eigen::Matrix<Complex, Eigen::Dynamic, Eigen::Dynamic> V;  ///< N x N, unitary
 
   /// V (diag(Lambda) - P P^*) V^*: the transition's A again (N x N), up to
-  /// rounding (1e-13 relative for N <= 256 in double, tests/test_hippo_s4.cpp).
+  /// rounding (tested to 1e-10 relative for N <= 256 in double,
+  /// tests/test_hippo_s4.cpp).
   Eigen::Matrix<Complex, Eigen::Dynamic, Eigen::Dynamic> dense() const {
     Eigen::Matrix<Complex, Eigen::Dynamic, Eigen::Dynamic> inner = -P * P.adjoint();
     inner.diagonal() += Lambda;
@@ -197,8 +201,9 @@ struct Nplr {
   }
 };
 
-/// The NPLR form of t. Throws std::invalid_argument if A + P P^T is not a
-/// multiple of I plus a skew-symmetric matrix, to 1000 epsilon relative.
+/// The NPLR form of t. Throws std::invalid_argument if t's shapes are not
+/// A N x N (N > 0), B N, P N x R, or if A + P P^T is not a multiple of I
+/// plus a skew-symmetric matrix, to 1000 epsilon of max(1, its largest entry).
 /// O(N^3): the real Schur form of the skew-symmetric part.
 template <class Scalar>
 Nplr<Scalar> nplr(const Transition<Scalar>& t) {
@@ -293,14 +298,15 @@ Nplr<Scalar> nplr(const Transition<Scalar>& t) {
 template <class Real>
 struct Dplr {
   using Complex = std::complex<Real>;  ///< the scalar of every member
-  Eigen::Matrix<Complex, Eigen::Dynamic, 1> Lambda;
-  Eigen::Matrix<Complex, Eigen::Dynamic, Eigen::Dynamic> P;
-  Eigen::Matrix<Complex, Eigen::Dynamic, 1> B;
-  Eigen::Matrix<Complex, Eigen::Dynamic, Eigen::Dynamic> V;
+  Eigen::Matrix<Complex, Eigen::Dynamic, 1> Lambda;          ///< M, Im >= 0
+  Eigen::Matrix<Complex, Eigen::Dynamic, Eigen::Dynamic> P;  ///< M x R
+  Eigen::Matrix<Complex, Eigen::Dynamic, 1> B;               ///< M (B~)
+  Eigen::Matrix<Complex, Eigen::Dynamic, Eigen::Dynamic> V;  ///< N x M
 };
 
-/// The DPLR parameters of t; N must be even (an odd N leaves a real
-/// eigenvalue without a partner). Throws std::invalid_argument otherwise.
+/// The DPLR parameters of t; N must be even and positive (an odd N leaves a
+/// real eigenvalue without a partner). Throws std::invalid_argument
+/// otherwise, and as nplr() does.
 template <class Scalar>
 Dplr<Scalar> dplr(const Transition<Scalar>& t) {
   const Eigen::Index N = t.A.rows();
@@ -323,8 +329,8 @@ Dplr<Scalar> dplr(const Transition<Scalar>& t) {
 /// system of size 2N, which is S4's d_state). A, B: N.
 template <class Real>
 struct DiagonalInit {
-  Eigen::Matrix<std::complex<Real>, Eigen::Dynamic, 1> A;
-  Eigen::Matrix<std::complex<Real>, Eigen::Dynamic, 1> B;
+  Eigen::Matrix<std::complex<Real>, Eigen::Dynamic, 1> A;  ///< N continuous eigenvalues
+  Eigen::Matrix<std::complex<Real>, Eigen::Dynamic, 1> B;  ///< N
 };
 
 namespace detail {
@@ -340,7 +346,8 @@ DiagonalInit<Real> diagonal(Eigen::Index N, const char* where) {
 
 /// S4D-LegS (S4D, Sec. 4): the diagonal of the DPLR form of legs(2N), i.e. the
 /// eigenvalues -1/2 + i w_n of LegS's normal part, with B = V^* B_legs.
-/// (S4's code also clips Im B to [-2, 2]; this does not.)
+/// (S4's code also clips Im B to [-2, 2]; this does not.) O(N^3). Throws
+/// std::invalid_argument unless N > 0.
 template <class Real>
 DiagonalInit<Real> s4d_legs(Eigen::Index N) {
   detail::check_size(N, "ssm::hippo::s4d_legs");
@@ -349,7 +356,8 @@ DiagonalInit<Real> s4d_legs(Eigen::Index N) {
 }
 
 /// S4D-Inv (S4D, Sec. 4): A_n = -1/2 + i (N2/pi) (N2/(2n + 1) - 1) with N2 = 2N,
-/// the asymptotics of LegS's eigenvalues; B = 1.
+/// the asymptotics of LegS's eigenvalues; B = 1. Throws
+/// std::invalid_argument unless N > 0.
 template <class Real>
 DiagonalInit<Real> s4d_inv(Eigen::Index N) {
   auto d = detail::diagonal<Real>(N, "ssm::hippo::s4d_inv");
@@ -359,7 +367,7 @@ DiagonalInit<Real> s4d_inv(Eigen::Index N) {
   return d;
 }
 
-/// S4D-Lin (S4D, Sec. 4): A_n = -1/2 + i pi n, B = 1.
+/// S4D-Lin (S4D, Sec. 4): A_n = -1/2 + i pi n, B = 1. Throws as s4d_inv.
 template <class Real>
 DiagonalInit<Real> s4d_lin(Eigen::Index N) {
   auto d = detail::diagonal<Real>(N, "ssm::hippo::s4d_lin");
@@ -369,6 +377,7 @@ DiagonalInit<Real> s4d_lin(Eigen::Index N) {
 }
 
 /// S4D-Real (S4D, Sec. 4): A_n = -(n + 1), the eigenvalues of LegS, B = 1.
+/// Throws as s4d_inv.
 template <class Real>
 DiagonalInit<Real> s4d_real(Eigen::Index N) {
   auto d = detail::diagonal<Real>(N, "ssm::hippo::s4d_real");

@@ -44,11 +44,11 @@ struct S4 {
   using Vector = Eigen::Matrix<Real, Eigen::Dynamic, 1>;                ///< one value per channel
   using Modes = Eigen::Matrix<Complex, Eigen::Dynamic, Eigen::Dynamic>; ///< H x M: channels x modes
 
-  Vector log_dt;
-  Modes Lambda;
-  std::vector<Modes> P;
-  Modes B, C;
-  Vector D;
+  Vector log_dt;         ///< H
+  Modes Lambda;          ///< H x M, one of each conjugate pair
+  std::vector<Modes> P;  ///< R matrices, H x M each
+  Modes B, C;            ///< H x M each
+  Vector D;              ///< H
 
   Eigen::Index channels() const { return Lambda.rows(); }     ///< H
   Eigen::Index modes() const { return Lambda.cols(); }        ///< M, modes per channel
@@ -282,9 +282,11 @@ std::pair<CMatrix<Real>, CVector<Real>> s4_dense(const S4Channel<Real>& c) {
 
 /// The S4 convolution kernel (L x H), K(l, h) = Cf dA^l dB of channel h, by
 /// S4's Algorithm 1 (see detail::s4_channel_kernel), in double precision and
-/// rounded once. Agrees with the powers of the dense dA to ~1e-12 relative
+/// rounded once. Agrees with the powers of the dense dA to 1e-11 relative
 /// in double (tests/test_hippo_s4.cpp). O(H (N R^2 + R^3) Lp) with Lp the
-/// power of two >= L; threads over channels.
+/// power of two >= L; threads (OpenMP's maximum) over channels. Throws
+/// std::invalid_argument for H or M = 0, shapes other than those of S4, a
+/// non-finite log_dt, or L < 0.
 template <class Scalar>
 Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> kernel(const S4<Scalar>& s,
                                                              Eigen::Index L) {
@@ -305,7 +307,9 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> kernel(const S4<Scalar>& s
   return K;
 }
 
-/// Convolution mode: y = K * u + D u per channel (u, y: L x H), zero state.
+/// Convolution mode: y = K * u + D u per channel (u, y: L x H), zero state;
+/// threads as kernel(). Throws std::invalid_argument as kernel(), or if u
+/// does not have H columns.
 template <class Scalar, class Derived>
 Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> convolve(
     const S4<Scalar>& s, const Eigen::MatrixBase<Derived>& u) {
@@ -319,7 +323,8 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> convolve(
 /// Recurrent mode over the rows of u (L x H) from state x (H x M), which
 /// ends as the state after the last step. `mode` picks the DPLR step (O(N R)
 /// per step) or the dense dA (O(N^2) per step, O(N^3) to set up per call).
-/// Computed in double per channel; threads over channels.
+/// Computed in double per channel; threads (OpenMP's maximum) over channels.
+/// Throws std::invalid_argument as convolve(), or if x is not H x M.
 template <class Scalar, class Derived>
 Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> recurrent(
     const S4<Scalar>& s, const Eigen::MatrixBase<Derived>& u, S4State<Scalar>& x,
@@ -379,7 +384,9 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> recurrent(
 
 /// An S4 layer as S4 initializes it: the DPLR form of `measure` (N even, e.g.
 /// hippo::legs<double>(64)) in every channel, C complex normal (E|C|^2 = 1),
-/// D standard normal, log_dt uniform in [log dt_min, log dt_max].
+/// D standard normal, log_dt uniform in [log dt_min, log dt_max]. Throws
+/// std::invalid_argument unless H > 0 and 0 < dt_min <= dt_max, and as
+/// hippo::dplr (N odd, or not of NPLR form).
 template <class Scalar, class Rng>
 S4<Scalar> make_s4(Eigen::Index H, const hippo::Transition<double>& measure, Rng& rng,
                    double dt_min = 1e-3, double dt_max = 1e-1) {

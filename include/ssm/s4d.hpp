@@ -53,10 +53,10 @@ struct S4D {
   using Vector = Eigen::Matrix<Real, Eigen::Dynamic, 1>;                ///< one value per channel
   using Modes = Eigen::Matrix<Complex, Eigen::Dynamic, Eigen::Dynamic>; ///< H x N: channels x modes
 
-  Vector log_dt;
-  Modes A, B, C;
-  Vector D;
-  Method method = Method::zoh;
+  Vector log_dt;                ///< H
+  Modes A, B, C;                ///< H x N each
+  Vector D;                     ///< H
+  Method method = Method::zoh;  ///< zoh or bilinear (see above)
 
   S4D() = default;  ///< no channels
   /// H channels of N modes, all zero (dt = 1).
@@ -74,8 +74,8 @@ template <class Scalar>
 struct S4DDiscrete {
   using Real = Scalar;                   ///< float or double
   using Complex = std::complex<Scalar>;  ///< the modes' scalar
-  Eigen::Matrix<Complex, Eigen::Dynamic, Eigen::Dynamic> dA, dB, C;
-  Eigen::Matrix<Real, Eigen::Dynamic, 1> D;
+  Eigen::Matrix<Complex, Eigen::Dynamic, Eigen::Dynamic> dA, dB, C;  ///< H x N each
+  Eigen::Matrix<Real, Eigen::Dynamic, 1> D;                          ///< H
 
   Eigen::Index channels() const { return dA.rows(); }    ///< H
   Eigen::Index state_size() const { return dA.cols(); }  ///< N, modes per channel
@@ -144,8 +144,9 @@ void check_s4d_state(const S4DState<Scalar>& x, Eigen::Index H, Eigen::Index N,
 }  // namespace detail
 
 /// The discretization of every channel, computed in double and rounded once.
-/// Throws std::invalid_argument for bad shapes, a non-finite log_dt, a method
-/// other than zoh and bilinear, or 1 - dt A/2 = 0 under bilinear.
+/// Throws std::invalid_argument for H or N = 0, bad shapes (B, C: H x N;
+/// log_dt, D: H), a non-finite log_dt, a method other than zoh and
+/// bilinear, or |1 - dt A/2| <= epsilon under bilinear.
 template <class Scalar>
 S4DDiscrete<Scalar> discretize(const S4D<Scalar>& layer) {
   using Complex = std::complex<double>;
@@ -188,8 +189,11 @@ S4DDiscrete<Scalar> discretize(const S4D<Scalar>& layer) {
 
 /// The SSM convolution kernel K (L x H): K(l, h) = 2 Re(sum_n C dB dA^l) of
 /// channel h, l = 0 .. L-1 (D apart), as a Vandermonde product: SIMD across
-/// channels, powers restarted every 64 lags from double precision, so float
-/// keeps ~1e-6 relative whatever L (tests/test_hippo_s4.cpp). O(H N L).
+/// channels, powers restarted every 64 lags from double precision, so the
+/// float error does not grow with L (tested to 1e-5 of 2 sum_n |C dB|, the
+/// largest possible term, up to L = 5000: tests/test_s4d.cpp). O(H N L);
+/// threads (OpenMP's maximum) over blocks of channels. Throws
+/// std::invalid_argument for H or N = 0, mismatched shapes, or L < 0.
 template <class Scalar, class Arch = xsimd::default_arch>
 Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> kernel(const S4DDiscrete<Scalar>& d,
                                                              Eigen::Index L) {
@@ -241,7 +245,7 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> kernel(const S4DDiscrete<S
   return K;
 }
 
-/// kernel(discretize(layer), L).
+/// kernel(discretize(layer), L); throws as both.
 template <class Scalar>
 Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> kernel(const S4D<Scalar>& layer,
                                                              Eigen::Index L) {
@@ -315,7 +319,9 @@ Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic> convolve_channels(
 /// Convolution mode: y = K * u + D u per channel, K = kernel(d, L), through
 /// FFTs. u: L x H (one row per step), from the zero state; returns L x H.
 /// Equals recurrent(d, u) to 1e-4 relative in float, 1e-10 in double
-/// (tests/test_hippo_s4.cpp). O(H N L + H L log L).
+/// (tests/test_s4d.cpp). O(H N L + H L log L); threads (OpenMP's maximum)
+/// over blocks of channels. Throws std::invalid_argument as kernel(), or if
+/// u does not have H columns.
 template <class Scalar, class Derived>
 Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> convolve(
     const S4DDiscrete<Scalar>& d, const Eigen::MatrixBase<Derived>& u) {
@@ -326,7 +332,7 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> convolve(
   return detail::convolve_channels<Scalar>(kernel(d, uc.rows()), uc, d.D);
 }
 
-/// convolve(discretize(layer), u).
+/// convolve(discretize(layer), u); throws as both.
 template <class Scalar, class Derived>
 Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> convolve(
     const S4D<Scalar>& layer, const Eigen::MatrixBase<Derived>& u) {
@@ -337,7 +343,10 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> convolve(
 /// ends as the state after the last step: calling it on consecutive chunks
 /// of a sequence gives the outputs of the whole. Lanes of a SIMD register
 /// hold channels, 4 states of a block of channels stay in registers over 128
-/// steps; threads take blocks of channels. Memory beyond u and y: O(H N).
+/// steps; threads (OpenMP's maximum; 1 inside a parallel region) take
+/// blocks of channels. Memory beyond u and y: O(H N). Throws
+/// std::invalid_argument for H or N = 0, mismatched shapes, u without H
+/// columns, or x not H x N.
 template <class Scalar, class Derived, class Arch = xsimd::default_arch>
 Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> recurrent(
     const S4DDiscrete<Scalar>& d, const Eigen::MatrixBase<Derived>& u, S4DState<Scalar>& x) {
@@ -414,7 +423,8 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> recurrent(
 }
 
 /// One step of every channel: x <- dA .* x + dB u_t, returns y_t (H) =
-/// 2 Re(sum_n C x) + D u_t. x: H x N, updated; u_t: H entries. O(H N).
+/// 2 Re(sum_n C x) + D u_t. x: H x N, updated; u_t: H entries. O(H N),
+/// single-threaded. Throws std::invalid_argument as recurrent().
 template <class Scalar, class Derived>
 Eigen::Matrix<Scalar, Eigen::Dynamic, 1> step(const S4DDiscrete<Scalar>& d,
                                               S4DState<Scalar>& x,
@@ -437,6 +447,8 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, 1> step(const S4DDiscrete<Scalar>& d,
 /// Channel h as a library system: dA, dB, 2 C and D in a DiscreteDiagonal of
 /// complex scalars, whose output's real part is the layer's channel h
 /// (for inputs that are real), e.g. Re(ssm::recurrent(channel_system(d, h), u)).
+/// Throws std::invalid_argument for H or N = 0, mismatched shapes, or h
+/// outside [0, H).
 template <class Scalar>
 DiscreteDiagonal<std::complex<Scalar>> channel_system(const S4DDiscrete<Scalar>& d,
                                                       Eigen::Index h) {
@@ -454,11 +466,17 @@ DiscreteDiagonal<std::complex<Scalar>> channel_system(const S4DDiscrete<Scalar>&
 }
 
 /// The S4D initializations of ssm::hippo.
-enum class S4DInit { legs, inv, lin, real };
+enum class S4DInit {
+  legs,  ///< hippo::s4d_legs
+  inv,   ///< hippo::s4d_inv
+  lin,   ///< hippo::s4d_lin
+  real,  ///< hippo::s4d_real
+};
 
 /// An S4D layer as S4D initializes it: A and B from `init` (the same in every
 /// channel), C complex normal (E|C|^2 = 1), D standard normal, log_dt uniform
-/// in [log dt_min, log dt_max]. rng: a standard random engine.
+/// in [log dt_min, log dt_max]. rng: a standard random engine. Throws
+/// std::invalid_argument unless H, N > 0 and 0 < dt_min <= dt_max.
 template <class Scalar, class Rng>
 S4D<Scalar> make_s4d(Eigen::Index H, Eigen::Index N, S4DInit init, Rng& rng,
                      double dt_min = 1e-3, double dt_max = 1e-1,
