@@ -32,7 +32,7 @@ struct SelectiveScanArgs {
   std::size_t groups = 1;  ///< B and C are shared by the D / groups channels of a group
 
   const float* u = nullptr;  ///< (batch, L, D)
-  std::ptrdiff_t u_batch_stride = 0, u_time_stride = 0;
+  std::ptrdiff_t u_batch_stride = 0, u_time_stride = 0;  ///< in elements, as every stride here
   const float* delta = nullptr;  ///< (batch, L, D), before bias and softplus
   std::ptrdiff_t delta_batch_stride = 0, delta_time_stride = 0;
   /// A[d, n] at A[d * A_d_stride + n * A_n_stride]; Mamba's (D, N) layout has
@@ -50,7 +50,9 @@ struct SelectiveScanArgs {
   const float* z = nullptr;           ///< optional (batch, L, D): y *= silu(z)
   std::ptrdiff_t z_batch_stride = 0, z_time_stride = 0;
   const float* delta_bias = nullptr;  ///< optional (D), added to delta
-  bool delta_softplus = false;        ///< softplus(x) = log1p(e^x), x above 20
+  /// Delta = softplus(delta + bias), softplus(x) = log1p(e^x) (x itself
+  /// above 20, as PyTorch); else Delta = delta + bias
+  bool delta_softplus = false;
 
   /// optional (batch, D, N): the initial state on entry, the final state on
   /// return; zero initial state when null. Element [b, d, n] at
@@ -87,12 +89,15 @@ inline void check_selective_scan(const SelectiveScanArgs& p, bool check_A) {
 /// A selective scan prepared for one A (and D, N, groups): A is packed
 /// once, so repeated calls (a decoding loop, the layers of a model) only
 /// run the kernel, without allocating after the first call on a thread.
-/// Not thread-safe to construct concurrently with use; run() is const and
-/// may be called from several threads at once.
+/// run() is const and may be called from several threads at once (each
+/// thread keeps its own scratch).
 template <class Arch = xsimd::default_arch>
 class SelectiveScanPlan {
  public:
-  /// Takes D, N, groups and A from `p` (the other operands are ignored).
+  /// Takes D, N, groups and A from `p`; the other operands are not read,
+  /// but must be non-null if batch * L * D > 0 (the same check as run()).
+  /// Throws std::invalid_argument if groups is 0 or does not divide D, A is
+  /// null (N, D > 0) or has a non-finite entry, or an operand is missing.
   explicit SelectiveScanPlan(const SelectiveScanArgs& p) : D_(p.D), N_(p.N), groups_(p.groups) {
     detail::check_selective_scan(p, true);
     constexpr std::size_t W = xsimd::batch<float, Arch>::size;
@@ -120,8 +125,11 @@ class SelectiveScanPlan {
   }
 
   /// Runs the scan on the operands of `p`, whose D, N and groups must be
-  /// those of the plan (its A is not read again). threads: 0 uses OpenMP's
-  /// maximum; the work splits over batch x channel blocks.
+  /// those of the plan (its A is not read again). threads: <= 0 uses
+  /// OpenMP's maximum; 1 below 2^17 state updates or inside a parallel
+  /// region; the work splits over batch x channel blocks. Throws
+  /// std::invalid_argument if D, N or groups differ from the plan's, or u,
+  /// delta, B, C or y is null while batch * L * D > 0.
   void run(const SelectiveScanArgs& p, int threads = 0) const {
     if (p.D != D_ || p.N != N_ || p.groups != groups_)
       throw std::invalid_argument("ssm::SelectiveScanPlan::run: the plan is for D = " +
@@ -239,8 +247,8 @@ class SelectiveScanPlan {
   bool non_positive_ = true;
 };
 
-/// Runs the selective scan described by `p` with `threads` threads (0:
-/// OpenMP's maximum), split over batch x channel blocks. Agrees with a
+/// Runs the selective scan described by `p` with `threads` threads (as
+/// SelectiveScanPlan::run()), split over batch x channel blocks. Agrees with a
 /// double-precision loop to ~1e-6 relative (tests/test_selective_scan.cpp).
 /// NaN in u or delta propagates to y and the state; bad sizes, missing
 /// operands or a non-finite A throw std::invalid_argument, an allocation
@@ -258,14 +266,16 @@ struct SelectiveScanOptions {
   const Eigen::VectorXf* D = nullptr;           ///< (D): y += D u
   const Eigen::MatrixXf* z = nullptr;           ///< (L, D): y *= silu(z)
   const Eigen::VectorXf* delta_bias = nullptr;  ///< (D)
-  bool delta_softplus = false;                  ///< delta = softplus(delta + bias)
+  bool delta_softplus = false;                  ///< Delta = softplus(delta + bias)
   Eigen::MatrixXf* state = nullptr;  ///< (D, N): initial state in, final state out
   int threads = 0;                   ///< 0: OpenMP's maximum
 };
 
 /// One sequence in Mamba's layouts: u and delta (L, D), A (D, N), B and C
-/// (L, N); returns y (L, D). Eigen's column-major matrices are accepted and
-/// reordered internally; the strided SelectiveScanArgs form avoids copies.
+/// (L, N) (one group); returns y (L, D). Eigen's column-major matrices are
+/// accepted and reordered internally; the strided SelectiveScanArgs form
+/// avoids copies. Throws std::invalid_argument for any other shape of the
+/// operands or options (D, z, delta_bias, state) and for a non-finite A.
 inline Eigen::MatrixXf selective_scan(const Eigen::MatrixXf& u, const Eigen::MatrixXf& delta,
                                       const Eigen::MatrixXf& A, const Eigen::MatrixXf& B,
                                       const Eigen::MatrixXf& C,

@@ -38,7 +38,7 @@ struct SsdArgs {
   std::size_t groups = 1;  ///< heads / groups consecutive heads share B and C
 
   const float* x = nullptr;  ///< (batch, L, heads, head_dim)
-  std::ptrdiff_t x_batch_stride = 0, x_time_stride = 0;
+  std::ptrdiff_t x_batch_stride = 0, x_time_stride = 0;  ///< in elements, as every stride here
   const float* dt = nullptr;  ///< (batch, L, heads): before bias, softplus and clamp
   std::ptrdiff_t dt_batch_stride = 0, dt_time_stride = 0;
   const float* A = nullptr;  ///< (heads): finite and <= 0 (A = -exp(A_log))
@@ -129,11 +129,14 @@ inline int ssd_threads(const SsdArgs& p, int threads) {
 /// The recurrent form: each (sequence, head) pair steps through its L steps
 /// with its P x N state (SIMD over head_dim, a state tile in registers for
 /// 64 steps at a time, all of a thread's heads block by block), pairs split
-/// over `threads` threads (0: OpenMP's maximum). Agrees with a
+/// over `threads` threads (<= 0: OpenMP's maximum; 1 below 2^17 state
+/// updates or inside a parallel region). Agrees with a
 /// double-precision loop to ~1e-6 of the scale of y (tests/test_ssd.cpp).
-/// NaN in x or dt propagates. Bad sizes, missing operands, A > 0, bad dt
-/// limits or output strides shorter than a row (y: heads * head_dim; the
-/// state: heads * N * head_dim; e.g. left at 0) throw std::invalid_argument;
+/// NaN in x or dt propagates. Bad sizes (groups 0 or not dividing heads),
+/// missing operands, an A that is > 0 or not finite, dt limits outside
+/// 0 <= dt_min <= dt_max, or output strides shorter than a row (y:
+/// heads * head_dim; the state: heads * N * head_dim; e.g. left at 0)
+/// throw std::invalid_argument;
 /// an allocation failure throws std::bad_alloc.
 /// At long L a head's rows of x, dt and y are walked a 4 KiB page per step:
 /// operands in 2 MiB pages (as the models' workspaces hold them,
