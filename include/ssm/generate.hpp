@@ -25,7 +25,10 @@ struct GenerationStats {
 /// padding, each sequence keeps its own cache and sampler (same seed).
 /// stop_token (>= 0) ends a sequence once generated. Model must provide
 /// the types Model::Cache and Model::Workspace, new_cache(), forward(),
-/// step() and config().vocab_size, as MambaLM and Mamba2LM do.
+/// step() and config().vocab_size, as MambaLM and Mamba2LM do; threads as
+/// the model's. Throws std::invalid_argument for an empty prompt, options
+/// Sampler refuses, or what the model's forward() / step() and
+/// Sampler::next() throw (e.g. a token id outside the vocabulary).
 template <class Model>
 std::vector<std::vector<std::int32_t>> generate(
     const Model& model, const std::vector<std::vector<std::int32_t>>& prompts,

@@ -206,13 +206,15 @@ class MambaLM {
   using Workspace = MambaWorkspace;  ///< reusable buffers of forward() and step()
 
   /// Loads a Hugging Face checkpoint folder (transformers or state-spaces
-  /// layout; F32, F16 or BF16; single file or sharded), checking every
+  /// layout; F32, F16, BF16 or F64; single file or sharded), checking every
   /// tensor's presence and shape against config.json and its values for
-  /// NaN/Inf. Throws std::runtime_error naming the file and tensor.
+  /// NaN/Inf. Throws std::runtime_error naming the file and tensor (or the
+  /// config key), also for a Mamba-2 checkpoint.
   static MambaLM load(const std::string& folder);
 
   /// A model of the given shape with random weights (deterministic in
-  /// `seed`), for benchmarks and tests.
+  /// `seed`), for benchmarks and tests. The config is not checked: its
+  /// sizes must be positive (as from_json ensures).
   static MambaLM random(const MambaConfig& config, std::uint64_t seed);
 
   const MambaConfig& config() const { return cfg_; }                 ///< the shape
@@ -234,18 +236,22 @@ class MambaLM {
   /// the whole sequence at once. hidden (optional): receives the residual
   /// stream after each layer and the final normed output (transformers'
   /// output_hidden_states without the embedding entry), n_layer + 1 entries
-  /// (none when n == 0).
+  /// (none when n == 0). Throws std::invalid_argument, before changing the
+  /// cache, for a token id outside [0, vocab_size), a cache of another
+  /// model's sizes, or logit_rows > n.
   void forward(const std::int32_t* tokens, std::size_t n, MambaCache& cache, float* logits,
                std::size_t logit_rows, MambaWorkspace& ws,
                std::vector<detail::RowMatrixXf>* hidden = nullptr) const;
 
   /// The recurrent path: one token for each of `batch` sequences, advancing
-  /// their caches (distinct, else std::invalid_argument); logits (batch,
-  /// vocab). Each sequence's logits are bitwise those of stepping it alone.
+  /// their caches; logits (batch, vocab). Each sequence's logits are bitwise
+  /// those of stepping it alone. Throws std::invalid_argument, before
+  /// changing any cache, for a token id outside [0, vocab_size), a null or
+  /// repeated cache pointer, or a cache of another model's sizes.
   void step(const std::int32_t* tokens, MambaCache* const* caches, std::size_t batch,
             float* logits, MambaWorkspace& ws) const;
 
-  /// Threads for the kernels and matrix products (0: OpenMP's maximum).
+  /// Threads for the kernels and matrix products (<= 0: OpenMP's maximum).
   int threads = 0;
 
  private:

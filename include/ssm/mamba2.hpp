@@ -114,9 +114,10 @@ class Mamba2LM {
   using Workspace = Mamba2Workspace;  ///< reusable buffers of forward() and step()
 
   /// Loads a Hugging Face checkpoint folder (transformers or state-spaces
-  /// layout; F32, F16 or BF16; single file or sharded), checking every
+  /// layout; F32, F16, BF16 or F64; single file or sharded), checking every
   /// tensor's presence and shape against config.json and its values for
-  /// NaN/Inf. Throws std::runtime_error naming the file and tensor.
+  /// NaN/Inf. Throws std::runtime_error naming the file and tensor (or the
+  /// config key), also for a Mamba-1 checkpoint or a time step limit < 0.
   static Mamba2LM load(const std::string& folder);
 
   /// A model of the given shape with random weights (deterministic in
@@ -145,8 +146,11 @@ class Mamba2LM {
   /// state (which it advances), and writes the logits of the last
   /// `logit_rows` positions to `logits` ((logit_rows, vocab), row-major).
   /// hidden (optional): the residual stream after each layer and the final
-  /// normed output (transformers' output_hidden_states), n_layer + 1 entries
-  /// (none when n == 0).
+  /// normed output (transformers' output_hidden_states without the
+  /// embedding entry), n_layer + 1 entries (none when n == 0). Throws
+  /// std::invalid_argument, before changing the cache, for a token id
+  /// outside [0, vocab_size), a cache of another model's sizes, or
+  /// logit_rows > n.
   /// Arch (here and in step()): the kernels' SIMD instruction set. (Both
   /// are templates so that a translation unit that includes this header
   /// without running a model compiles none of their matrix products.)
@@ -156,13 +160,15 @@ class Mamba2LM {
                std::vector<detail::RowMatrixXf>* hidden = nullptr) const;
 
   /// The recurrent path: one token for each of `batch` sequences, advancing
-  /// their caches (distinct, else std::invalid_argument); logits (batch,
-  /// vocab). Each sequence's logits are bitwise those of stepping it alone.
+  /// their caches; logits (batch, vocab). Each sequence's logits are bitwise
+  /// those of stepping it alone. Throws std::invalid_argument, before
+  /// changing any cache, for a token id outside [0, vocab_size), a null or
+  /// repeated cache pointer, or a cache of another model's sizes.
   template <class Arch = xsimd::default_arch>
   void step(const std::int32_t* tokens, Mamba2Cache* const* caches, std::size_t batch,
             float* logits, Mamba2Workspace& ws) const;
 
-  /// Threads for the kernels and matrix products (0: OpenMP's maximum).
+  /// Threads for the kernels and matrix products (<= 0: OpenMP's maximum).
   int threads = 0;
   /// The gated norm's grouping; load() sets the layout's own (see Mamba2Norm).
   Mamba2Norm norm = Mamba2Norm::whole;

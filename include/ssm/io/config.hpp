@@ -29,7 +29,10 @@
 namespace ssm {
 
 /// Which architecture a config describes.
-enum class ModelType { mamba, mamba2 };
+enum class ModelType {
+  mamba,   ///< Mamba-1: MambaConfig, MambaLM
+  mamba2,  ///< Mamba-2: Mamba2Config, Mamba2LM
+};
 
 /// Mamba (Gu & Dao 2023): selective SSM blocks with diagonal A (d_inner x d_state).
 /// Tensor shapes per layer (PyTorch layout): in_proj [2 d_inner, d_model],
@@ -39,7 +42,8 @@ enum class ModelType { mamba, mamba2 };
 struct MambaConfig {
   std::int64_t d_model = 0;     ///< hidden_size / d_model: D
   std::int64_t n_layer = 0;     ///< num_hidden_layers / n_layer
-  std::int64_t vocab_size = 0;  ///< embedding rows (state-spaces: padded up, see below)
+  std::int64_t vocab_size = 0;  ///< embedding rows (state-spaces: vocab_size padded up to a
+                                ///< multiple of pad_vocab_size_multiple, default 8)
   std::int64_t d_state = 16;    ///< state_size / d_state: N
   std::int64_t d_conv = 4;      ///< conv_kernel / d_conv: causal depthwise kernel width
   std::int64_t d_inner = 0;     ///< intermediate_size, else int(expand * d_model): E D
@@ -55,6 +59,10 @@ struct MambaConfig {
   std::int64_t x_proj_size() const { return dt_rank + 2 * d_state; }
 
   /// Reads a config.json of either layout; `source` names it in errors.
+  /// Throws std::runtime_error for a missing required key (width, depth,
+  /// vocabulary), a value of the wrong type or range (sizes: integers in
+  /// [1, 2^30]), a config of another model (Mamba-2 included), or
+  /// state-spaces MLP or attention layers.
   static MambaConfig from_json(const nlohmann::json& config, const std::string& source);
 };
 
@@ -91,6 +99,11 @@ struct Mamba2Config {
   std::int64_t in_proj_size() const { return 2 * d_inner + 2 * ngroups * d_state + nheads; }
 
   /// Reads a config.json of either layout; `source` names it in errors.
+  /// Throws std::runtime_error as MambaConfig::from_json, and also if
+  /// nheads * headdim != d_inner, the heads do not split into ngroups, the
+  /// dt limit is not [min, max] with min <= max, or D_has_hdim / a d_ssm
+  /// narrower than d_inner asks for what is not implemented. (It does not
+  /// check dt_min_limit >= 0: see check().)
   static Mamba2Config from_json(const nlohmann::json& config, const std::string& source);
 
   /// Throws std::invalid_argument (prefixed by `where`) unless the sizes are
@@ -252,7 +265,8 @@ inline ModelType detect_model_type(const nlohmann::json& config, const std::stri
 
 /// The architecture of a config: from `model_type` ("mamba" / "mamba2"), else
 /// `architectures` (MambaForCausalLM, Mamba2ForCausalLM, ...), else the
-/// state-spaces "ssm_cfg"."layer". Throws if none of these says.
+/// state-spaces "ssm_cfg"."layer". Throws std::runtime_error if config is not
+/// an object, names another model_type or layer, or none of these says.
 inline ModelType detect_model_type(const nlohmann::json& config, const std::string& source) {
   return io::detail::detect_model_type(config, source, "ssm::detect_model_type");
 }
