@@ -66,7 +66,10 @@ Eigen::Index check_qkv(const Eigen::MatrixBase<DQ>& q, const Eigen::MatrixBase<D
 /// Causal attention of the last q.rows() tokens of `cache` (positions
 /// size - T .. size - 1; append their K, V first) over all its tokens.
 /// q: (T, num_heads * head_dim); returns (T, num_heads * head_dim). T = 1 is
-/// a decode step; T = cache.size() is the whole sequence.
+/// a decode step; T = cache.size() is the whole sequence. Threads (OpenMP's
+/// maximum; one below ~1 MFLOP or inside a parallel region) over heads x
+/// query blocks. Throws std::invalid_argument if q's width is not the
+/// cache's or T > cache.size().
 template <class Arch = xsimd::default_arch, class Scalar, class DerivedQ>
 RowMatrix<Scalar> causal_attention(const Eigen::MatrixBase<DerivedQ>& q,
                                    const KvCache<Scalar>& cache) {
@@ -91,7 +94,9 @@ RowMatrix<Scalar> causal_attention(const Eigen::MatrixBase<DerivedQ>& q,
 /// head_dim); returns (L, num_heads * head_dim). Extra memory: K and V once,
 /// packed (O(L)); never an L x L matrix. Row-major inputs, maps (any
 /// alignment) and column blocks of them (e.g. of a fused QKV projection) are
-/// read in place.
+/// read in place. Threads as above. Throws std::invalid_argument unless
+/// num_heads > 0, q's columns are a positive multiple of it, and k, v have
+/// q's shape.
 template <class Arch = xsimd::default_arch, class DerivedQ, class DerivedK, class DerivedV>
 RowMatrix<typename DerivedQ::Scalar> causal_attention(const Eigen::MatrixBase<DerivedQ>& q,
                                                       const Eigen::MatrixBase<DerivedK>& k,
@@ -104,7 +109,7 @@ RowMatrix<typename DerivedQ::Scalar> causal_attention(const Eigen::MatrixBase<De
 }
 
 /// The same attention with each head's L x L scores materialized (Eigen
-/// products, a row-wise softmax); O(L^2) memory. q, k, v as above.
+/// products, a row-wise softmax); O(L^2) memory. q, k, v and throws as above.
 template <class DerivedQ, class DerivedK, class DerivedV>
 RowMatrix<typename DerivedQ::Scalar> causal_attention_naive(const Eigen::MatrixBase<DerivedQ>& q,
                                                             const Eigen::MatrixBase<DerivedK>& k,
@@ -164,7 +169,7 @@ class CausalSelfAttention {
     return KvCache<Scalar>(heads_, head_dim(), capacity);
   }
 
-  /// The whole sequence: x (L, d_model) -> y (L, d_model).
+  /// The whole sequence: x (L, d_model) -> y (L, d_model). Throws as step().
   template <class Arch = xsimd::default_arch, class Derived>
   RowMatrix<Scalar> forward(const Eigen::MatrixBase<Derived>& x) const {
     KvCache<Scalar> cache = make_cache(x.rows());
@@ -173,7 +178,9 @@ class CausalSelfAttention {
 
   /// T new tokens x (T, d_model) after the cache's tokens: appends their K, V
   /// to `cache` and returns their outputs (T, d_model). T = 1 decodes one
-  /// token; a larger T prefills a prompt.
+  /// token; a larger T prefills a prompt. Throws std::invalid_argument
+  /// (the cache unchanged) if a weight is not d_model x d_model, x does not
+  /// have d_model columns, or the cache's heads differ from the layer's.
   template <class Arch = xsimd::default_arch, class Derived>
   RowMatrix<Scalar> step(const Eigen::MatrixBase<Derived>& x, KvCache<Scalar>& cache) const {
     static_assert(std::is_same<typename Derived::Scalar, Scalar>::value,

@@ -47,7 +47,8 @@ class KvCache {
   static_assert(std::is_floating_point<Scalar>::value,
                 "ssm::baseline::KvCache: Scalar must be float or double");
 
-  /// An empty cache with room for `capacity` tokens.
+  /// An empty cache with room for `capacity` tokens. Throws
+  /// std::invalid_argument unless num_heads, head_dim > 0 and capacity >= 0.
   KvCache(Eigen::Index num_heads, Eigen::Index head_dim, Eigen::Index capacity = 0)
       : heads_(std::size_t(num_heads)),
         head_dim_(std::size_t(head_dim)),
@@ -75,7 +76,8 @@ class KvCache {
     return (kt_.capacity() + v_.capacity()) * sizeof(Scalar);
   }
 
-  /// Makes room for `tokens` tokens in all.
+  /// Makes room for `tokens` tokens in all; throws std::invalid_argument if
+  /// tokens < 0.
   void reserve(Eigen::Index tokens) {
     if (tokens < 0)
       throw std::invalid_argument("ssm::baseline::KvCache::reserve: tokens must be >= 0, got " +
@@ -89,7 +91,8 @@ class KvCache {
   void clear() { size_ = 0; }
 
   /// Keeps the first `tokens` tokens (a rejected draft, a shared prompt),
-  /// keeps the memory.
+  /// keeps the memory. Throws std::invalid_argument unless 0 <= tokens <=
+  /// size().
   void truncate(Eigen::Index tokens) {
     if (tokens < 0 || tokens > size())
       throw std::invalid_argument("ssm::baseline::KvCache::truncate: tokens must be in [0, " +
@@ -99,6 +102,7 @@ class KvCache {
 
   /// Appends T tokens: k and v are (T, num_heads * head_dim), head h in
   /// columns [h * head_dim, (h + 1) * head_dim), rows in sequence order.
+  /// Throws std::invalid_argument for other shapes (the cache unchanged).
   template <class DerivedK, class DerivedV>
   void append(const Eigen::MatrixBase<DerivedK>& k, const Eigen::MatrixBase<DerivedV>& v) {
     static_assert(std::is_same<typename DerivedK::Scalar, Scalar>::value &&
@@ -123,7 +127,8 @@ class KvCache {
     size_ += count;
   }
 
-  /// The packed layout, for ssm::detail::flash_attention.
+  /// The packed layout, for ssm::detail::flash_attention (an implementation
+  /// detail: the layout may change).
   ssm::detail::PackedKv<Scalar> packed() const {
     return {kt_.data(), v_.data(), heads_, head_dim_, padded_dim_, size_};
   }

@@ -42,7 +42,9 @@ class Checkpoint {
 
   /// Opens `folder`: reads config.json, then model.safetensors if present,
   /// else the shards of model.safetensors.index.json, validating each file
-  /// and that every tensor of the index is in the shard it names.
+  /// and that every tensor of the index is in the shard it names. Throws
+  /// std::runtime_error if any of these is missing or malformed, or a shard
+  /// name is a path.
   explicit Checkpoint(const std::string& folder) : folder_(folder) {
     namespace fs = std::filesystem;
     std::error_code ec;
@@ -83,7 +85,8 @@ class Checkpoint {
   /// Whether the checkpoint holds a tensor `name` (in the index, if sharded).
   bool contains(const std::string& name) const { return file_of_.count(name) != 0; }
 
-  /// dtype, shape and bytes of `name`; throws if there is no such tensor.
+  /// dtype, shape and bytes of `name`; throws std::runtime_error if there is
+  /// no such tensor (as do file_path, shape and dtype).
   const TensorInfo& info(const std::string& name) const { return file(name).info(name); }
   /// The path of the safetensors file that holds `name`, for messages.
   const std::string& file_path(const std::string& name) const { return file(name).path(); }
@@ -92,7 +95,8 @@ class Checkpoint {
   DType dtype(const std::string& name) const { return info(name).dtype; }
 
   /// The first of `candidates` the checkpoint holds, for tensors whose key
-  /// differs between layouts; throws naming them all if none is present.
+  /// differs between layouts; throws std::runtime_error naming them all if
+  /// none is present.
   std::string find_first(const std::vector<std::string>& candidates) const {
     std::string tried;
     for (const std::string& name : candidates) {
@@ -103,7 +107,10 @@ class Checkpoint {
   }
 
   /// Converts `name` to float32 into dst (row-major, numel floats) after
-  /// checking that its shape is exactly `expected`.
+  /// checking that its shape is exactly `expected`. Throws
+  /// std::runtime_error for an absent tensor, another shape, or a dtype
+  /// other than F32, F16, BF16 and F64; so do the overloads below, before
+  /// they allocate.
   void load(const std::string& name, const Shape& expected, float* dst) const {
     file(name).load_checked(name, &expected, dst, where_);
   }

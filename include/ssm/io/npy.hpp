@@ -31,15 +31,16 @@ namespace ssm::io {
 struct NpyArray {
   DType dtype = DType::F32;         ///< F32, F64, I64 or I32 ('<f4' '<f8' '<i8' '<i4')
   std::vector<std::int64_t> shape;  ///< () for a scalar
-  std::vector<unsigned char> bytes;
+  std::vector<unsigned char> bytes;  ///< the data, prod(shape) elements
 
   /// Number of elements (1 for a scalar).
   std::size_t size() const { return bytes.size() / dtype_size(dtype); }
 
   /// The elements as T (float, double, int32_t or int64_t), C order.
   /// Floating data converts to float / double only (float64 to float rounds
-  /// to nearest); integer data converts to any T, and throws
-  /// std::runtime_error for an integer T it does not fit.
+  /// to nearest; an integer T throws std::runtime_error); integer data
+  /// converts to any T, and throws std::runtime_error for an integer T it
+  /// does not fit.
   template <class T>
   std::vector<T> values() const {
     static_assert(std::is_same_v<T, float> || std::is_same_v<T, double> ||
@@ -76,7 +77,7 @@ struct NpyArray {
 
   /// The elements as a row-major matrix whose columns are the last axis and
   /// whose rows are all leading axes flattened: (2, 33, 256) -> 66 x 256,
-  /// (5) -> 1 x 5, () -> 1 x 1.
+  /// (5) -> 1 x 5, () -> 1 x 1. Throws as values().
   template <class T>
   Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> matrix() const {
     const Eigen::Index cols = shape.empty() ? 1 : Eigen::Index(shape.back());
@@ -276,11 +277,15 @@ inline NpyArray load_npy(const std::string& path) {
 }
 
 /// Writes data (C order, prod(shape) elements) as a float32 .npy file.
+/// Throws std::invalid_argument for a negative or overflowing shape or a
+/// header beyond 65535 bytes (too many dimensions), std::runtime_error if
+/// the file cannot be created or written.
 inline void save_npy(const std::string& path, const std::vector<std::int64_t>& shape,
                      const float* data) {
   detail::save_npy_bytes(path, DType::F32, shape, data);
 }
 /// Writes data (C order, prod(shape) elements) as an int64 .npy file.
+/// Throws as the float32 overload.
 inline void save_npy(const std::string& path, const std::vector<std::int64_t>& shape,
                      const std::int64_t* data) {
   detail::save_npy_bytes(path, DType::I64, shape, data);

@@ -142,7 +142,9 @@ class SafetensorsFile {
   static constexpr std::uint64_t max_header_size = 100u << 20;
 
   /// Opens and validates `path` (see the file comment). memory_map = false
-  /// reads the file into memory instead of mapping it.
+  /// reads the file into memory instead of mapping it. Throws
+  /// std::runtime_error if the file cannot be read or any header entry is
+  /// malformed, out of the file or overlaps another.
   explicit SafetensorsFile(std::string path, bool memory_map = true)
       : path_(std::move(path)), file_(path_, memory_map, where_) {
     parse_header();
@@ -184,13 +186,15 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
   /// The raw little-endian bytes of `name`: info(name).end - begin of them,
-  /// with no alignment guarantee (read with memcpy).
+  /// with no alignment guarantee (read with memcpy); valid while the file
+  /// is open. Throws as info().
   const unsigned char* bytes(const std::string& name) const {
     return file_.data() + data_start_ + info(name).begin;
   }
 
   /// Converts `name` (F32, F16, BF16 or F64) to float32 into dst, which must
-  /// hold info(name).numel() floats (row-major). Other dtypes throw.
+  /// hold info(name).numel() floats (row-major). Throws std::runtime_error
+  /// for other dtypes or an absent name.
   void load(const std::string& name, float* dst) const {
     load_checked(name, nullptr, dst, where_);
   }
@@ -200,7 +204,7 @@ class SafetensorsFile {
             float* dst) const {
     load_checked(name, &expected, dst, where_);
   }
-  /// `name` converted to float32, row-major.
+  /// `name` converted to float32, row-major; throws as above.
   std::vector<float> load(const std::string& name) const {
     std::vector<float> out(info(name).numel());
     load(name, out.data());
