@@ -166,6 +166,15 @@ TEST_CASE("Sampler: NaN logits are an error, infinite ones only when sampling",
                            Message("ssm::Sampler: token 4 of the sequence is outside the "
                                    "vocabulary [0, 4)"));
   }
+  // the repetition penalty: once per distinct token (transformers gathers
+  // the seen tokens' logits, penalizes them and scatters them back)
+  {
+    ssm::SamplingOptions penalized = greedy;
+    penalized.repetition_penalty = 2;
+    std::vector<float> logits = {2, -1, 0.5f, 3};
+    CHECK(ssm::Sampler(penalized).next(logits.data(), logits.size(), {0, 1, 0, 0}) == 3);
+    CHECK(logits == std::vector<float>{1, -2, 0.5f, 3});
+  }
   // greedy: the first maximum, infinite or not
   CHECK(next(greedy, {0.5f, 2, inf_f, inf_f}) == 2);
   CHECK(next(greedy, {-inf_f, -inf_f}) == 0);

@@ -53,14 +53,20 @@ class Sampler {
     if (vocab == 0) fail("the vocabulary is empty");
     for (std::size_t i = 0; i < vocab; ++i)
       if (std::isnan(logits[i])) fail("the logit of token " + std::to_string(i) + " is NaN");
-    if (opt_.repetition_penalty != 1)
+    if (opt_.repetition_penalty != 1) {
+      // once per distinct token, however often it occurs, as transformers'
+      // RepetitionPenaltyLogitsProcessor (a gather, then a scatter)
+      penalized_.assign(vocab, false);
       for (std::int32_t t : seen) {
         if (t < 0 || std::size_t(t) >= vocab)
           fail("token " + std::to_string(t) + " of the sequence is outside the vocabulary [0, " +
                std::to_string(vocab) + ")");
+        if (penalized_[std::size_t(t)]) continue;
+        penalized_[std::size_t(t)] = true;
         float& l = logits[std::size_t(t)];
         l = l < 0 ? l * opt_.repetition_penalty : l / opt_.repetition_penalty;
       }
+    }
     if (opt_.temperature == 0)  // first maximum, as torch.argmax
       return std::int32_t(std::max_element(logits, logits + vocab) - logits);
 
@@ -101,6 +107,7 @@ class Sampler {
   std::mt19937_64 rng_;
   std::vector<std::int32_t> order_;
   std::vector<double> probs_;
+  std::vector<bool> penalized_;
 };
 
 }  // namespace ssm
