@@ -94,6 +94,20 @@ TEST_CASE("a Mamba workspace grown past 2 MiB gives the logits of a fresh one", 
   CHECK(ws.xz.size() * sizeof(float) >= (std::size_t(2) << 20));  // 1024 + 3 rows of 512
 }
 
+TEST_CASE("MambaLM::random rejects inconsistent configs", "[mamba][errors]") {
+  ssm::MambaConfig c;
+  c.d_model = 16, c.n_layer = 1, c.vocab_size = 20, c.d_state = 4, c.d_inner = 32, c.dt_rank = 2;
+  ssm::MambaLM::random(c, 1);  // consistent
+  ssm::MambaConfig bad = c;
+  bad.d_conv = 0;  // the cache's conv window would be -1 steps long
+  REQUIRE_THROWS_MATCHES(ssm::MambaLM::random(bad, 1), std::invalid_argument,
+                         Catch::Matchers::Message("ssm::MambaLM::random: d_conv must be > 0, got 0"));
+  bad = c;
+  bad.norm_eps = 0;
+  REQUIRE_THROWS_WITH(ssm::MambaLM::random(bad, 1),
+                      Catch::Matchers::StartsWith("ssm::MambaLM::random: norm_eps must be > 0"));
+}
+
 TEST_CASE("MambaLM rejects bad tokens and foreign caches", "[mamba][errors]") {
   using Catch::Matchers::Message;
   const ssm::MambaLM m = ssm::MambaLM::load(data("mamba-tiny"));

@@ -213,8 +213,8 @@ class MambaLM {
   static MambaLM load(const std::string& folder);
 
   /// A model of the given shape with random weights (deterministic in
-  /// `seed`), for benchmarks and tests. The config is not checked: its
-  /// sizes must be positive (as from_json ensures).
+  /// `seed`), for benchmarks and tests. An inconsistent config throws
+  /// std::invalid_argument (MambaConfig::check).
   static MambaLM random(const MambaConfig& config, std::uint64_t seed);
 
   const MambaConfig& config() const { return cfg_; }                 ///< the shape

@@ -74,6 +74,7 @@ inline MambaLM MambaLM::load(const std::string& folder) {
 }
 
 inline MambaLM MambaLM::random(const MambaConfig& config, std::uint64_t seed) {
+  config.check("ssm::MambaLM::random");
   MambaLM m;
   m.cfg_ = config;
   const MambaConfig& c = m.cfg_;

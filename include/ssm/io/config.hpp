@@ -58,6 +58,11 @@ struct MambaConfig {
   /// Rows of x_proj.weight: [dt | B | C].
   std::int64_t x_proj_size() const { return dt_rank + 2 * d_state; }
 
+  /// Throws std::invalid_argument (prefixed by `where`) unless every size
+  /// is positive and norm_eps > 0: what a model built from this config
+  /// (e.g. MambaLM::random) relies on. from_json's configs pass.
+  void check(const std::string& where) const;
+
   /// Reads a config.json of either layout; `source` names it in errors.
   /// Throws std::runtime_error for a missing required key (width, depth,
   /// vocabulary), a value of the wrong type or range (sizes: integers in
@@ -383,6 +388,15 @@ inline Mamba2Config Mamba2Config::from_json(const nlohmann::json& config,
     r.fail(groups_key, std::to_string(c.nheads) + " heads do not split into " +
                           std::to_string(c.ngroups) + " groups");
   return c;
+}
+
+inline void MambaConfig::check(const std::string& where) const {
+  auto fail = [&](const std::string& what) { throw std::invalid_argument(where + ": " + what); };
+  for (auto [name, value] : {std::pair{"d_model", d_model}, {"n_layer", n_layer}, {"vocab_size", vocab_size},
+                             {"d_state", d_state}, {"d_conv", d_conv}, {"d_inner", d_inner},
+                             {"dt_rank", dt_rank}})
+    if (value <= 0) fail(std::string(name) + " must be > 0, got " + std::to_string(value));
+  if (!(norm_eps > 0)) fail("norm_eps must be > 0, got " + std::to_string(norm_eps));
 }
 
 inline void Mamba2Config::check(const std::string& where) const {
