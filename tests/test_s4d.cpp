@@ -250,6 +250,10 @@ TEST_CASE("S4D: bad sizes are rejected with the shapes in the message", "[s4d][e
                          Catch::Matchers::Message("ssm::discretize (S4D): the method must be Method::zoh or Method::bilinear"));
   REQUIRE_THROWS_MATCHES(ssm::make_s4d<double>(2, 0, ssm::S4DInit::lin, test::rng()), std::invalid_argument,
                          Catch::Matchers::Message("ssm::make_s4d: H and N must be positive, got H = 2, N = 0"));
+  // log dt is drawn from [log dt_min, log dt_max]: both ends finite
+  for (auto [lo, hi] : {std::pair{0.0, 0.1}, {0.1, 0.01}, {1e-3, INFINITY}, {1e-3, NAN}})
+    REQUIRE_THROWS_WITH(ssm::make_s4d<double>(2, 3, ssm::S4DInit::lin, test::rng(), lo, hi),
+                        Catch::Matchers::StartsWith("ssm::make_s4d: need 0 < dt_min <= dt_max < inf, got"));
   REQUIRE_THROWS_MATCHES(ssm::channel_system(d, 4), std::invalid_argument,
                          Catch::Matchers::Message("ssm::channel_system: channel 4 is out of range [0, 4)"));
 }

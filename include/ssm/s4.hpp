@@ -385,16 +385,16 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> recurrent(
 /// An S4 layer as S4 initializes it: the DPLR form of `measure` (N even, e.g.
 /// hippo::legs<double>(64)) in every channel, C complex normal (E|C|^2 = 1),
 /// D standard normal, log_dt uniform in [log dt_min, log dt_max]. Throws
-/// std::invalid_argument unless H > 0 and 0 < dt_min <= dt_max, and as
+/// std::invalid_argument unless H > 0 and 0 < dt_min <= dt_max < inf, and as
 /// hippo::dplr (N odd, or not of NPLR form).
 template <class Scalar, class Rng>
 S4<Scalar> make_s4(Eigen::Index H, const hippo::Transition<double>& measure, Rng& rng,
                    double dt_min = 1e-3, double dt_max = 1e-1) {
   if (H <= 0)
     throw std::invalid_argument("ssm::make_s4: H must be positive, got " + std::to_string(H));
-  if (!(dt_min > 0) || !(dt_max >= dt_min)) {
+  if (!(dt_min > 0) || !(dt_max >= dt_min) || !std::isfinite(dt_max)) {
     std::ostringstream s;
-    s << "ssm::make_s4: need 0 < dt_min <= dt_max, got " << dt_min << ", " << dt_max;
+    s << "ssm::make_s4: need 0 < dt_min <= dt_max < inf, got " << dt_min << ", " << dt_max;
     throw std::invalid_argument(s.str());
   }
   const hippo::Dplr<double> d = hippo::dplr(measure);

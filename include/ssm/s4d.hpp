@@ -476,7 +476,7 @@ enum class S4DInit {
 /// An S4D layer as S4D initializes it: A and B from `init` (the same in every
 /// channel), C complex normal (E|C|^2 = 1), D standard normal, log_dt uniform
 /// in [log dt_min, log dt_max]. rng: a standard random engine. Throws
-/// std::invalid_argument unless H, N > 0 and 0 < dt_min <= dt_max.
+/// std::invalid_argument unless H, N > 0 and 0 < dt_min <= dt_max < inf.
 template <class Scalar, class Rng>
 S4D<Scalar> make_s4d(Eigen::Index H, Eigen::Index N, S4DInit init, Rng& rng,
                      double dt_min = 1e-3, double dt_max = 1e-1,
@@ -484,9 +484,9 @@ S4D<Scalar> make_s4d(Eigen::Index H, Eigen::Index N, S4DInit init, Rng& rng,
   if (H <= 0 || N <= 0)
     throw std::invalid_argument("ssm::make_s4d: H and N must be positive, got H = " +
                                 std::to_string(H) + ", N = " + std::to_string(N));
-  if (!(dt_min > 0) || !(dt_max >= dt_min)) {
+  if (!(dt_min > 0) || !(dt_max >= dt_min) || !std::isfinite(dt_max)) {
     std::ostringstream s;
-    s << "ssm::make_s4d: need 0 < dt_min <= dt_max, got " << dt_min << ", " << dt_max;
+    s << "ssm::make_s4d: need 0 < dt_min <= dt_max < inf, got " << dt_min << ", " << dt_max;
     throw std::invalid_argument(s.str());
   }
   const hippo::DiagonalInit<Scalar> modes =
