@@ -187,6 +187,10 @@ TEST_CASE("load_npy rejects unsupported and malformed files", "[io][npy]") {
                          Message(where(big) + "big-endian data ('>f4') is not supported"));
   REQUIRE_THROWS_MATCHES(ssm::io::load_npy(f2), std::runtime_error,
                          Message(where(f2) + "dtype '<f2' is not supported (<f4, <f8, <i8 or <i4)"));
+  // an array whose dtype was set by hand to one load_npy never makes
+  ssm::io::NpyArray half{ssm::io::DType::F16, {2}, std::vector<unsigned char>(4)};
+  REQUIRE_THROWS_MATCHES(half.values<float>(), std::runtime_error,
+                         Message("ssm::io::NpyArray::values: F16 data is not read (F32, F64, I32 or I64 only)"));
 
   TempDir dir;
   const std::string path = dir / "bad.npy";

@@ -29,7 +29,7 @@ namespace ssm::io {
 
 /// An array read from a .npy file: raw little-endian bytes in C order.
 struct NpyArray {
-  DType dtype = DType::F32;         ///< F32, F64, I64 or I32 ('<f4' '<f8' '<i8' '<i4')
+  DType dtype = DType::F32;         ///< F32, F64, I64 or I32 ('<f4' '<f8' '<i8' '<i4'); values() reads no other
   std::vector<std::int64_t> shape;  ///< () for a scalar
   std::vector<unsigned char> bytes;  ///< the data, prod(shape) elements
 
@@ -61,7 +61,8 @@ struct NpyArray {
           throw std::runtime_error(std::string("ssm::io::NpyArray::values: ") +
                                    dtype_name(dtype) + " data cannot be read as integers");
         }
-      default:
+      case DType::I64:
+      case DType::I32:
         for (std::size_t i = 0; i < out.size(); ++i) {
           const std::int64_t v = dtype == DType::I64 ? detail::load_le<std::int64_t>(p + 8 * i)
                                                      : detail::load_le<std::int32_t>(p + 4 * i);
@@ -72,6 +73,9 @@ struct NpyArray {
           out[i] = T(v);
         }
         return out;
+      default:  // not what load_npy makes, but a dtype set by hand
+        throw std::runtime_error(std::string("ssm::io::NpyArray::values: ") + dtype_name(dtype) +
+                                 " data is not read (F32, F64, I32 or I64 only)");
     }
   }
 
