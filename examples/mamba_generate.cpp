@@ -8,7 +8,7 @@
 // Prints the new token ids on stdout (one line, space-separated) and the
 // timing on stderr. Without --model it runs the tiny checkpoint bundled in
 // tests/data/mamba-tiny. Any bad input ends with a one-line error on stderr
-// and exit code 1.
+// and exit code 1. --help describes every option.
 #include <ssm/generate.hpp>
 #include <ssm/io/npy.hpp>
 #include <ssm/mamba.hpp>
@@ -18,9 +18,11 @@
 #include <omp.h>
 #endif
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -37,16 +39,23 @@ const char* usage =
     "                      [--seed S] [--threads T] [--logits-out FILE.npy]\n"
     "Generates tokens with a Hugging Face Mamba or Mamba-2 checkpoint (config.json +\n"
     "*.safetensors; the model type from config.json).\n"
-    "  --model DIR            checkpoint folder (default: the bundled tiny model)\n"
+    "  --model DIR            checkpoint folder (default: the bundled tiny model,\n"
+    "                         " SSM_DEFAULT_MODEL ")\n"
     "  --prompt-ids LIST      comma-separated token ids (default: 0)\n"
-    "  --max-new-tokens N     tokens to generate (default 32)\n"
+    "  --max-new-tokens N     tokens to generate (default 32; 0 with --logits-out: the\n"
+    "                         prompt's logits only)\n"
     "  --temperature T        0 = greedy (default); else sample from softmax(logits / T)\n"
-    "  --top-k K, --top-p P   restrict sampling to the K most likely / probability mass P\n"
-    "  --repetition-penalty R penalize tokens already in the sequence (R > 1)\n"
+    "  --top-k K              sample from the K most likely tokens only (default 0: all)\n"
+    "  --top-p P              sample from the fewest tokens holding probability P\n"
+    "                         (default 1: all); top-k, top-p and seed act only when T > 0\n"
+    "  --repetition-penalty R penalize tokens already in the sequence (R > 1; default 1:\n"
+    "                         off)\n"
     "  --seed S               random seed for sampling (default 0)\n"
-    "  --threads T            threads (default: all cores)\n"
+    "  --threads T            threads (default 0: OpenMP's maximum, OMP_NUM_THREADS or\n"
+    "                         all cores)\n"
     "  --logits-out FILE.npy  write the prompt's logits, float32 (prompt length, vocab)\n"
-    "Prints the new token ids on stdout, the timing on stderr.\n";
+    "Prints the new token ids on stdout (one line), the prefill and decode speed on\n"
+    "stderr. A bad option, checkpoint or token id: a one-line error, exit code 1.\n";
 
 struct Args {
   std::string model = SSM_DEFAULT_MODEL, logits_out;
@@ -103,7 +112,12 @@ Args parse(int argc, char** argv) {
       std::fputs(usage, stdout);
       std::exit(0);
     }
-    if (i + 1 >= argc) throw std::invalid_argument(flag == "" ? "empty argument" : flag + ": missing value");
+    static const char* const known[] = {"--model", "--prompt-ids", "--max-new-tokens", "--temperature",
+                                        "--top-k", "--top-p", "--repetition-penalty", "--seed",
+                                        "--threads", "--logits-out"};
+    if (std::find(std::begin(known), std::end(known), flag) == std::end(known))
+      throw std::invalid_argument("unknown option '" + flag + "' (see --help)");
+    if (i + 1 >= argc) throw std::invalid_argument(flag + ": missing value");
     const std::string v = argv[++i];
     if (flag == "--model") a.model = v;
     else if (flag == "--prompt-ids") a.prompt = id_list(v);
@@ -115,7 +129,6 @@ Args parse(int argc, char** argv) {
     else if (flag == "--seed") a.seed = integer(flag, v, 0, 9223372036854775807LL);
     else if (flag == "--threads") a.threads = integer(flag, v, 0, 1024);
     else if (flag == "--logits-out") a.logits_out = v;
-    else throw std::invalid_argument("unknown option '" + flag + "' (see --help)");
   }
   return a;
 }
@@ -144,10 +157,14 @@ void run(const Model& model, const Args& a) {
   std::string line;
   for (std::size_t i = 0; i < out[0].size(); ++i) line += (i ? " " : "") + std::to_string(out[0][i]);
   std::printf("%s\n", line.c_str());
-  std::fprintf(stderr, "prefill: %zu tokens in %.2f ms (%.1f tok/s); decode: %zu tokens in %.2f ms (%.1f tok/s)\n",
+  // The first new token comes from the prefill's logits, so N tokens take
+  // N - 1 decode steps; the rate is per step.
+  const std::size_t steps = st.generated_tokens > 0 ? st.generated_tokens - 1 : 0;
+  std::fprintf(stderr, "prefill: %zu prompt tokens in %.2f ms (%.1f tok/s); decode: %zu steps in %.2f ms "
+               "(%.1f tok/s) for %zu new tokens\n",
                st.prompt_tokens, st.prefill_seconds * 1e3, double(st.prompt_tokens) / st.prefill_seconds,
-               st.generated_tokens, st.decode_seconds * 1e3,
-               st.generated_tokens > 1 ? double(st.generated_tokens - 1) / st.decode_seconds : 0.0);
+               steps, st.decode_seconds * 1e3, steps > 0 ? double(steps) / st.decode_seconds : 0.0,
+               st.generated_tokens);
 }
 
 }  // namespace

@@ -119,6 +119,7 @@ TEST_CASE("mamba_generate ends bad arguments with a one-line error, exit code 1"
       {{"--max-new-tokens", "1e3"}, "--max-new-tokens: expected an integer in [0, 16777216], got '1e3'"},
       {{"--model"}, "--model: missing value"},
       {{"--frobnicate", "1"}, "unknown option '--frobnicate' (see --help)"},
+      {{"prompt.txt"}, "unknown option 'prompt.txt' (see --help)"},  // no positional arguments
   };
   for (const auto& [args, message] : cases) {
     INFO(message);
