@@ -277,6 +277,12 @@ inline Subject mamba1_subject(const std::string& data_dir) {
           "backbone.layers.0.mixer.A_log"};
 }
 
+/// Mamba2LM's checkpoints: tests/data/mamba2-tiny, the same key names.
+inline Subject mamba2_subject(const std::string& data_dir) {
+  return {data_dir + "/mamba2-tiny", "backbone.embeddings.weight", "backbone.layers.1.mixer.D",
+          "backbone.layers.0.mixer.A_log"};
+}
+
 /// The cases of checkpoint_cases() plus those of Mamba-1's config.
 inline std::vector<Case> mamba1_cases(const std::string& data_dir) {
   std::vector<Case> cases = checkpoint_cases(mamba1_subject(data_dir));
