@@ -4,6 +4,8 @@
 // into a discrete one (x_t = A_d x_{t-1} + B_d u_t, y_t = C x_t + D u_t) and
 // run over a sequence, one step at a time: the recurrence that S4 and Mamba
 // are built on.
+#include "no_options.hpp"  // --help
+
 #include <ssm/discretize.hpp>  // Continuous, discretize
 #include <ssm/scan.hpp>        // recurrent, step
 
@@ -13,7 +15,11 @@
 #include <cstdio>
 #include <random>
 
-int main() {
+int main(int argc, char** argv) {
+  no_options(argc, argv,
+             "A random 16-state SSM, discretized by zero-order hold and run over 2048\n"
+             "steps with recurrent() and step(): the shapes, the spectral radius, the cost\n"
+             "per step and a few outputs.\n");
   const int N = 16, P = 1, Q = 1, L = 2048;
   std::mt19937 rng(42);
   std::normal_distribution<double> normal;

@@ -12,6 +12,8 @@
 // d steps back, through the best linear readout (ridge regression fitted on
 // one signal, scored on a fresh one). Same N, same dt, same readout; only A
 // and B differ.
+#include "no_options.hpp"  // --help
+
 #include <ssm/discretize.hpp>  // discretize
 #include <ssm/hippo.hpp>       // hippo::legs, hippo::legt
 #include <ssm/scan.hpp>        // recurrent
@@ -72,7 +74,11 @@ double recall_error(const Eigen::MatrixXd& X, const Eigen::VectorXd& u,
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  no_options(argc, argv,
+             "How far back a 64-state SSM's state remembers its input: the error of\n"
+             "recalling u(t - d) for d = 250 to 4000, HiPPO-LegS and LegT against random\n"
+             "matrices of the same size.\n");
   std::mt19937 rng(2020);
   std::normal_distribution<double> normal;
   auto gaussian = [&](int rows, int cols) {

@@ -16,6 +16,8 @@
 //     attention (here written out in double, as the oracle);
 //   - chunked (ssm::ssd_chunked): the quadratic form inside chunks of Q
 //     steps, the recurrence across chunks: matrix products, fast on GPUs.
+#include "no_options.hpp"  // --help
+
 #include <ssm/ssd.hpp>  // ssd_recurrent, ssd_chunked, SsdArgs
 
 #include <algorithm>
@@ -101,7 +103,11 @@ double milliseconds(F&& f) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  no_options(argc, argv,
+             "Mamba-2's SSM as a recurrence and as masked attention: its decay mask, the\n"
+             "same outputs from ssd_recurrent, ssd_chunked and y = M x, and the time of\n"
+             "each as L grows.\n");
   std::mt19937 rng(2024);
   std::printf("Mamba-2's SSM, %zu heads of %zu channels, N = %zu states, one group\n\n", H, P, N);
 
