@@ -112,8 +112,8 @@ int main(int argc, char** argv) {
   std::printf("Mamba-2's SSM, %zu heads of %zu channels, N = %zu states, one group\n\n", H, P, N);
 
   // 1. The mask. A large step at t = 4 decays the state by exp(dt A) =
-  // exp(-4): for head 0, every decay[t][s] with s < 4 <= t is 55x smaller
-  // than decay[3][s]; M multiplies it by the scores C_t . B_s and by dt_s.
+  // exp(-4): for head 0, every decay[t][s] with s < 4 <= t is at least 55x
+  // smaller than decay[3][s]; M multiplies it by the scores C_t . B_s and dt_s.
   Layer small(8, rng);
   small.dt[4 * H + 0] = 4.0f;
   std::printf("The mask decay[t][s] = a_{s+1} ... a_t of head 0 (A = -1) over 8 steps, with a\n"
