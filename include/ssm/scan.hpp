@@ -91,6 +91,29 @@ struct has_simd : std::bool_constant<std::is_same<T, float>::value || std::is_sa
                                      std::is_same<T, std::complex<float>>::value ||
                                      std::is_same<T, std::complex<double>>::value> {};
 
+// dst = lhs * rhs (or += with add), on the calling thread. Built with
+// OpenMP, Eigen threads a matrix product whose destination may have more
+// than 32 rows (parallelize_gemm, Eigen/src/Core/products/Parallelizer.h):
+// recurrent() would open a parallel region per block of steps (with
+// C = I and N = 64, each y block), and on a machine whose other cores are
+// busy each region waits for a descheduled thread (examples/04_hippo_memory:
+// 1 s alone, 8-12 s beside a compiler). So the product goes 32 rows at a
+// time through a destination of at most 32 rows, which Eigen never threads.
+template <class Dst, class Lhs, class Rhs>
+void product_one_thread(Dst& dst, const Lhs& lhs, const Rhs& rhs, bool add) {
+  using Scalar = typename Lhs::Scalar;
+  constexpr Eigen::Index rows = 32;
+  Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor, rows, Eigen::Dynamic> panel;
+  for (Eigen::Index r = 0; r < lhs.rows(); r += rows) {
+    const Eigen::Index n = std::min(rows, lhs.rows() - r);
+    panel.noalias() = lhs.middleRows(r, n) * rhs;
+    if (add)
+      dst.middleRows(r, n) += panel;
+    else
+      dst.middleRows(r, n) = panel;
+  }
+}
+
 // The recurrence over steps [t0, t1) of u from the state x (updated in
 // place), writing rows [t0, t1) of y (none when y is null: the state still
 // advances). Blocks of steps: the input terms B u_t of a block in one product,
@@ -109,7 +132,8 @@ void run_steps(const System& sys, const Eigen::MatrixBase<Derived>& u, Eigen::In
   for (Eigen::Index s = t0; s < t1; s += block) {
     const Eigen::Index len = std::min(block, t1 - s);
     const auto ub = u.middleRows(s, len).template cast<Scalar>();
-    X.noalias() = ub * sys.B.transpose();  // (len, P) -> (len, N): B u_t, then x_t
+    X.resize(len, N);
+    product_one_thread(X, ub, sys.B.transpose(), false);  // (len, P) -> (len, N): B u_t, then x_t
     if constexpr (System::IsDiagonal && has_simd<Scalar>::value) {
       linear_recurrence<Scalar>(std::size_t(len), std::size_t(N), {sys.A.data(), 0}, {X.data(), N},
                                 x.data(), {X.data(), N}, 1);
@@ -121,8 +145,9 @@ void run_steps(const System& sys, const Eigen::MatrixBase<Derived>& u, Eigen::In
       }
     }
     if (y) {
-      y->middleRows(s, len).noalias() = X * sys.C.transpose();
-      y->middleRows(s, len).noalias() += ub * sys.D.transpose();
+      auto yb = y->middleRows(s, len);
+      product_one_thread(yb, X, sys.C.transpose(), false);
+      product_one_thread(yb, ub, sys.D.transpose(), true);
     }
   }
 }
