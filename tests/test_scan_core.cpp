@@ -222,6 +222,19 @@ TEMPLATE_TEST_CASE("threads over channels and over time give the sequential answ
   }
 }
 
+TEMPLATE_TEST_CASE("rows shorter than a page on two threads: time chunks if the carry fades",
+                   "[scan_core][threads]", float, double) {
+  // 136 channels are enough for two channel blocks, but rows of 544 or
+  // 1088 bytes go in time chunks where nothing is written before the end
+  // or the carry fades fast (decaying); in channel blocks where it never
+  // fades (unit).
+  const bool const_a = GENERATE(false, true);
+  for (auto kind : {Coefficients::decaying, Coefficients::unit}) {
+    check<TestType>({8209, 136, const_a, true, 0, 2, kind});
+    check<TestType>({8209, 136, const_a, false, 0, 2, kind});
+  }
+}
+
 TEST_CASE("states written over b, across threads", "[scan_core][threads]") {
   // out = b (ssm::scan does this): a time chunk's first pass must not write
   // its outputs before its second pass has read b again.

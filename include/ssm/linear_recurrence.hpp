@@ -366,6 +366,30 @@ void run_channel_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, T*
 // below sqrt(min normal) (flushed_product; one channel's lane scan checks
 // every 4 batches), so the result equals the sequential one to rounding
 // relative to the largest state of the sequence.
+// Steps of one thread's time chunk: ~2 MiB of a, b and what is written.
+template <class T>
+std::size_t time_chunk_steps(std::size_t C, bool writes) {
+  const std::size_t bytes_per_step = C * sizeof(T) * (writes ? 3 : 2);
+  return std::max<std::size_t>(2048, (std::size_t(2) << 20) / bytes_per_step);
+}
+
+// Whether, from step 0 on, every channel's product |a_0 ... a_t| falls
+// below epsilon within `steps` steps: then a carry entering a time chunk
+// is forgotten as fast, and pass 2 of run_time_parallel reruns only that
+// many steps. A probe of the first steps stands for the sequence.
+template <class T>
+bool carry_fades_within(const RecurrenceArgs<T>& r, std::size_t C, std::size_t steps) {
+  using R = decltype(std::abs(T()));
+  std::vector<R> prod(C, R(1));
+  for (std::size_t t = 0; t < steps; ++t) {
+    const T* a = r.a + std::ptrdiff_t(t) * r.a_stride;
+    R largest = 0;
+    for (std::size_t c = 0; c < C; ++c) largest = std::max(largest, prod[c] *= std::abs(a[c]));
+    if (largest < std::numeric_limits<R>::epsilon()) return true;
+  }
+  return false;
+}
+
 template <class Arch, class T>
 void run_time_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, std::size_t C, T* h,
                        int threads) {
@@ -373,9 +397,7 @@ void run_time_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, std::
   // the chunk's first pass was the true run, E, even where the product P
   // overflowed (|a| > 1 over a long chunk), and inf * 0 would be NaN.
   const auto compose = [](T P, T x, T E) { return x == T(0) ? E : P * x + E; };
-  // per thread and step: a, b and what is written; ~2 MiB per chunk
-  const std::size_t bytes_per_step = C * sizeof(T) * (plan.writes() ? 3 : 2);
-  const std::size_t part = std::max<std::size_t>(2048, (std::size_t(2) << 20) / bytes_per_step);
+  const std::size_t part = time_chunk_steps<T>(C, plan.writes());
   const auto max_threads = std::size_t(threads);
   std::vector<T> work(6 * C * max_threads);  // P_j, E_j, x_j and the rerun's scratch
   std::vector<T> start(2 * C);  // each super-block's initial state, double-buffered
@@ -450,6 +472,26 @@ void run_time_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, std::
   std::copy(h_end, h_end + C, h);
 }
 
+// Whether time chunks beat channel blocks although there are channels
+// enough for the threads: for rows shorter than a page, whose channel
+// blocks put every thread on every page (on an Emerald Rapids Xeon, two
+// threads streaming halves of rows of 1 KiB moved 1.2x-1.5x the bytes of
+// one thread, halves of the time 2.0x-2.2x), when time chunks need no rerun
+// (nothing is written before the end) or a short one (the carry fades
+// within an eighth of a chunk): 256 x 2^16 on two threads 1.15x-1.3x faster.
+// With slow decay (an S4D-like |a| near 1) the rerun is the whole chunk and
+// they ran 2x slower than channel blocks; at rows of 4 KiB they lost with
+// any decay (bench/RESULTS.md, "Time chunks for short rows").
+template <class Arch, class T>
+bool time_chunks_cheaper(const RecurrencePlan<Arch, T>& plan, const RecurrenceArgs<T>& args,
+                         std::size_t L, std::size_t channels) {
+  if (channels * sizeof(T) >= 4096) return false;
+  if (!plan.writes()) return true;
+  if (plan.overwrites_inputs(L)) return false;  // pass 2 reruns every chunk
+  const std::size_t probe = time_chunk_steps<T>(channels, true) / 8;
+  return carry_fades_within(args, channels, std::min(L, probe));
+}
+
 // The fewest steps per thread for which time is split across threads
 // (scan() sizes its super-blocks by it, so that they are split too).
 constexpr std::size_t kMinStepsPerTimeChunk = 4096;
@@ -462,9 +504,11 @@ void run_recurrence(const RecurrenceArgs<T>& args, std::size_t L, std::size_t ch
   const int threads = resolve_threads(requested_threads);
   // Below ~64K state updates a thread costs more than it saves.
   const bool worth_threads = threads > 1 && L * channels >= (std::size_t(1) << 16);
-  if (worth_threads && plan.width() >= std::size_t(threads) * 4 * W)
+  const bool time_splits = L >= std::size_t(threads) * kMinStepsPerTimeChunk;
+  if (worth_threads && plan.width() >= std::size_t(threads) * 4 * W &&
+      !(time_splits && time_chunks_cheaper(plan, args, L, channels)))
     run_channel_parallel(plan, L, h, threads);
-  else if (worth_threads && L >= std::size_t(threads) * kMinStepsPerTimeChunk)
+  else if (worth_threads && time_splits)
     run_time_parallel(plan, L, channels, h, threads);
   else
     plan.run_range(0, plan.width(), 0, L, h, nullptr, plan.writes());
