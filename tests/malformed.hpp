@@ -312,4 +312,16 @@ inline std::vector<Case> mamba1_cases(const std::string& data_dir) {
   return cases;
 }
 
+/// The cases of checkpoint_cases() for Mamba2LM: Mamba2Config rejects a
+/// hidden_size of 2^30 by its inner width before any tensor is read.
+inline std::vector<Case> mamba2_cases(const std::string& data_dir) {
+  std::vector<Case> cases = checkpoint_cases(mamba2_subject(data_dir));
+  for (Case& c : cases)
+    if (c.name == "hidden_size not the embedding's columns") {
+      c.file = "config.json";
+      c.phrases = {"'expand': expand * d_model = 2147483648.000000 is not a valid width"};
+    }
+  return cases;
+}
+
 }  // namespace test::malformed

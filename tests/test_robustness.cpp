@@ -1,8 +1,8 @@
 // What the models, the checkpoint loaders and the sampler do with bad or
 // extreme input (the numerical operations: test_robustness_numbers.cpp);
 // docs/robustness.md lists each behaviour with the test that checks it.
-// - Malformed checkpoints (tests/malformed.hpp) through MambaLM::load: a
-//   std::runtime_error naming the file and the tensor or key.
+// - Malformed checkpoints (tests/malformed.hpp) through MambaLM::load and
+//   Mamba2LM::load: a std::runtime_error naming the file and the tensor or key.
 // - Empty input and long prompts for the models and generate().
 // - NaN and infinite logits in the sampler, and weights whose activations
 //   overflow.
@@ -55,26 +55,39 @@ std::string runtime_error_of(const std::function<void()>& f) {
 // ---------------------------------------------------------------------------
 // Checkpoints
 
-TEST_CASE("malformed checkpoints: MambaLM::load names the file and the tensor or key",
-          "[robustness][checkpoint]") {
+// The unmodified copy of `subject` loads with Model::load, and each of
+// `cases` throws a std::runtime_error naming the file and what is wrong.
+template <class Model>
+void check_malformed(const test::malformed::Subject& subject,
+                     const std::vector<test::malformed::Case>& cases) {
   namespace bad = test::malformed;
-  const std::string source = bad::mamba1_subject(SSM_TEST_DATA_DIR).folder;
   bad::TempDir tmp;
   // the unmodified copy loads: the errors below come from the corruption
-  bad::make({"valid", [](const fs::path&) {}, "", {}}, source, tmp.path / "valid");
-  REQUIRE_NOTHROW(ssm::MambaLM::load((tmp.path / "valid").string()));
+  bad::make({"valid", [](const fs::path&) {}, "", {}}, subject.folder, tmp.path / "valid");
+  REQUIRE_NOTHROW(Model::load((tmp.path / "valid").string()));
   int i = 0;
-  for (const bad::Case& c : bad::mamba1_cases(SSM_TEST_DATA_DIR)) {
+  for (const bad::Case& c : cases) {
     const fs::path folder = tmp.path / std::to_string(i++);
-    bad::make(c, source, folder);
+    bad::make(c, subject.folder, folder);
     INFO(c.name);
-    const std::string message = runtime_error_of([&] { ssm::MambaLM::load(folder.string()); });
+    const std::string message = runtime_error_of([&] { Model::load(folder.string()); });
     CHECK_THAT(message, StartsWith("ssm::") &&
                             Contains(c.file.empty() ? folder.string() : (folder / c.file).string()));
     for (const std::string& phrase : c.phrases) CHECK_THAT(message, Contains(phrase));
   }
-  // Mamba2LM: the same loop over bad::checkpoint_cases() of its own Subject
-  // (tests/data/mamba2-tiny) and its model-specific cases.
+}
+
+TEST_CASE("malformed checkpoints: load names the file and the tensor or key",
+          "[robustness][checkpoint]") {
+  namespace bad = test::malformed;
+  SECTION("MambaLM") {
+    check_malformed<ssm::MambaLM>(bad::mamba1_subject(SSM_TEST_DATA_DIR),
+                                  bad::mamba1_cases(SSM_TEST_DATA_DIR));
+  }
+  SECTION("Mamba2LM (the cases every Mamba-family checkpoint shares)") {
+    check_malformed<ssm::Mamba2LM>(bad::mamba2_subject(SSM_TEST_DATA_DIR),
+                                   bad::mamba2_cases(SSM_TEST_DATA_DIR));
+  }
 }
 
 
