@@ -19,12 +19,14 @@
 #endif
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <iterator>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #ifndef SSM_DEFAULT_MODEL
@@ -68,15 +70,13 @@ struct Args {
   throw std::invalid_argument(flag + ": expected " + expected + ", got '" + got + "'");
 }
 
+// An optional '-' and decimal digits, nothing else (std::stoll would also
+// take leading whitespace and '+').
 long long integer(const std::string& flag, const std::string& s, long long lo, long long hi) {
-  std::size_t used = 0;
   long long v = 0;
-  try {
-    v = std::stoll(s, &used);
-  } catch (const std::exception&) {
-    bad(flag, "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]", s);
-  }
-  if (used != s.size() || v < lo || v > hi)
+  const char* end = s.data() + s.size();
+  const auto [stop, ec] = std::from_chars(s.data(), end, v);
+  if (ec != std::errc() || stop != end || v < lo || v > hi)
     bad(flag, "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]", s);
   return v;
 }

@@ -122,6 +122,9 @@ TEST_CASE("mamba_generate ends bad arguments with a one-line error, exit code 1"
        "--prompt-ids: expected an integer in [0, 2147483647], got '-1'"},
       {{"--model", model, "--prompt-ids", "1,,2"},
        "--prompt-ids: expected an integer in [0, 2147483647], got ''"},
+      {{"--model", model, "--prompt-ids", " 5"},  // no whitespace or '+' before the digits
+       "--prompt-ids: expected an integer in [0, 2147483647], got ' 5'"},
+      {{"--max-new-tokens", "+3"}, "--max-new-tokens: expected an integer in [0, 16777216], got '+3'"},
       {{"--model", model, "--temperature", "nan"}, "ssm::Sampler: temperature must be >= 0, got nan"},
       {{"--model", model, "--top-p", "0"}, "ssm::Sampler: top_p must lie in (0, 1], got 0.000000"},
       {{"--max-new-tokens", "1e3"}, "--max-new-tokens: expected an integer in [0, 16777216], got '1e3'"},
