@@ -81,15 +81,13 @@ long long integer(const std::string& flag, const std::string& s, long long lo, l
   return v;
 }
 
+// A decimal number, "inf" or "nan", nothing else (std::stod would also take
+// leading whitespace, '+' and hexadecimal).
 double number(const std::string& flag, const std::string& s) {
-  std::size_t used = 0;
   double v = 0;
-  try {
-    v = std::stod(s, &used);
-  } catch (const std::exception&) {
-    bad(flag, "a number", s);
-  }
-  if (used != s.size()) bad(flag, "a number", s);
+  const char* end = s.data() + s.size();
+  const auto [stop, ec] = std::from_chars(s.data(), end, v);
+  if (ec != std::errc() || stop != end) bad(flag, "a number", s);
   return v;
 }
 

@@ -125,6 +125,8 @@ TEST_CASE("mamba_generate ends bad arguments with a one-line error, exit code 1"
       {{"--model", model, "--prompt-ids", " 5"},  // no whitespace or '+' before the digits
        "--prompt-ids: expected an integer in [0, 2147483647], got ' 5'"},
       {{"--max-new-tokens", "+3"}, "--max-new-tokens: expected an integer in [0, 16777216], got '+3'"},
+      {{"--temperature", " 1"}, "--temperature: expected a number, got ' 1'"},  // as integers
+      {{"--top-p", "0x1p-1"}, "--top-p: expected a number, got '0x1p-1'"},     // decimal only
       {{"--model", model, "--temperature", "nan"}, "ssm::Sampler: temperature must be >= 0, got nan"},
       {{"--model", model, "--top-p", "0"}, "ssm::Sampler: top_p must lie in (0, 1], got 0.000000"},
       {{"--max-new-tokens", "1e3"}, "--max-new-tokens: expected an integer in [0, 16777216], got '1e3'"},
