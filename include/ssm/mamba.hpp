@@ -31,6 +31,10 @@
 
 namespace ssm {
 
+/// A row-major float matrix: the layout of the models' weights (out x in,
+/// as checkpoints store them) and of their hidden states (a row per token).
+using RowMatrixXf = detail::RowMatrixXf;
+
 /// The recurrent state of one sequence: what the step path needs to go on.
 /// A plain value: copy it to fork a sequence, keep a copy to restore it,
 /// fill `ssm` to start from a given state.
@@ -51,23 +55,23 @@ struct MambaCache {
 /// intermediate rows, public for inspection only: their shapes and contents
 /// are not part of the interface.
 struct MambaWorkspace {
-  detail::RowMatrixXf hidden, normed, out;
+  RowMatrixXf hidden, normed, out;
   detail::PagedRows xz, xc, x_dbl, delta, y;
 };
 
 /// One Mamba block's weights. Matrices are row-major (out x in), as stored.
 struct MambaLayer {
   Eigen::VectorXf norm_weight, norm_bias;   ///< (d_model); bias only with LayerNorm
-  detail::RowMatrixXf in_proj;              ///< (2 d_inner, d_model)
+  RowMatrixXf in_proj;              ///< (2 d_inner, d_model)
   Eigen::VectorXf in_proj_bias;             ///< (2 d_inner) or empty
-  detail::RowMatrixXf conv_weight;          ///< (d_conv, d_inner): tap k of each channel
+  RowMatrixXf conv_weight;          ///< (d_conv, d_inner): tap k of each channel
   Eigen::VectorXf conv_bias;                ///< (d_inner) or empty
-  detail::RowMatrixXf x_proj;               ///< (dt_rank + 2 N, d_inner)
-  detail::RowMatrixXf dt_proj;              ///< (d_inner, dt_rank)
+  RowMatrixXf x_proj;               ///< (dt_rank + 2 N, d_inner)
+  RowMatrixXf dt_proj;              ///< (d_inner, dt_rank)
   Eigen::VectorXf dt_bias;                  ///< (d_inner)
-  detail::RowMatrixXf A;                    ///< (d_inner, N): -exp(A_log)
+  RowMatrixXf A;                    ///< (d_inner, N): -exp(A_log)
   Eigen::VectorXf D;                        ///< (d_inner)
-  detail::RowMatrixXf out_proj;             ///< (d_model, d_inner)
+  RowMatrixXf out_proj;             ///< (d_model, d_inner)
   Eigen::VectorXf out_proj_bias;            ///< (d_model) or empty
 };
 
@@ -241,7 +245,7 @@ class MambaLM {
   /// model's sizes, or logit_rows > n.
   void forward(const std::int32_t* tokens, std::size_t n, MambaCache& cache, float* logits,
                std::size_t logit_rows, MambaWorkspace& ws,
-               std::vector<detail::RowMatrixXf>* hidden = nullptr) const;
+               std::vector<RowMatrixXf>* hidden = nullptr) const;
 
   /// The recurrent path: one token for each of `batch` sequences, advancing
   /// their caches; logits (batch, vocab). Each sequence's logits are bitwise
@@ -285,11 +289,11 @@ class MambaLM {
   MambaConfig cfg_;
   std::vector<MambaLayer> layers_;
   std::vector<SelectiveScanPlan<>> scans_;
-  detail::RowMatrixXf embedding_;  // (vocab, d_model)
-  detail::RowMatrixXf lm_head_;    // (vocab, d_model); empty when tied
+  RowMatrixXf embedding_;  // (vocab, d_model)
+  RowMatrixXf lm_head_;    // (vocab, d_model); empty when tied
   Eigen::VectorXf norm_f_weight_, norm_f_bias_;
 
-  const detail::RowMatrixXf& head() const { return lm_head_.size() ? lm_head_ : embedding_; }
+  const RowMatrixXf& head() const { return lm_head_.size() ? lm_head_ : embedding_; }
   void prepare_scans();
 };
 

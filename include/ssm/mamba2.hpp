@@ -85,22 +85,22 @@ struct Mamba2Cache {
 /// the model's intermediate rows, public for inspection only: their shapes
 /// and contents are not part of the interface.
 struct Mamba2Workspace {
-  detail::RowMatrixXf hidden, normed, window, gated, out;
+  RowMatrixXf hidden, normed, window, gated, out;
   detail::PagedRows proj, xbc, y;
 };
 
 /// One Mamba-2 block's weights; matrices row-major (out x in), as stored.
 struct Mamba2Layer {
   Eigen::VectorXf norm_weight, norm_bias;  ///< (d_model); bias only with LayerNorm
-  detail::RowMatrixXf in_proj;             ///< (in_proj_size, d_model): [z | x | B | C | dt]
+  RowMatrixXf in_proj;             ///< (in_proj_size, d_model): [z | x | B | C | dt]
   Eigen::VectorXf in_proj_bias;            ///< (in_proj_size) or empty
-  detail::RowMatrixXf conv_weight;         ///< (d_conv, conv_dim): tap k of each channel
+  RowMatrixXf conv_weight;         ///< (d_conv, conv_dim): tap k of each channel
   Eigen::VectorXf conv_bias;               ///< (conv_dim) or empty
   Eigen::VectorXf dt_bias;                 ///< (nheads)
   Eigen::VectorXf A;                       ///< (nheads): -exp(A_log)
   Eigen::VectorXf D;                       ///< (nheads)
   Eigen::VectorXf gate_norm_weight;        ///< (d_inner); empty without the gated norm
-  detail::RowMatrixXf out_proj;            ///< (d_model, d_inner)
+  RowMatrixXf out_proj;            ///< (d_model, d_inner)
   Eigen::VectorXf out_proj_bias;           ///< (d_model) or empty
 };
 
@@ -127,9 +127,9 @@ class Mamba2LM {
 
   const Mamba2Config& config() const { return cfg_; }                 ///< the shape
   const std::vector<Mamba2Layer>& layers() const { return layers_; }  ///< the blocks' weights
-  const detail::RowMatrixXf& embedding() const { return embedding_; }  ///< (vocab, d_model)
+  const RowMatrixXf& embedding() const { return embedding_; }  ///< (vocab, d_model)
   /// (vocab, d_model): lm_head, or the embedding when tied
-  const detail::RowMatrixXf& head() const { return lm_head_.size() ? lm_head_ : embedding_; }
+  const RowMatrixXf& head() const { return lm_head_.size() ? lm_head_ : embedding_; }
   /// (d_model): the final norm's weight
   const Eigen::VectorXf& norm_f_weight() const { return norm_f_weight_; }
   const Eigen::VectorXf& norm_f_bias() const { return norm_f_bias_; }  ///< empty with RMSNorm
@@ -157,7 +157,7 @@ class Mamba2LM {
   template <class Arch = xsimd::default_arch>
   void forward(const std::int32_t* tokens, std::size_t n, Mamba2Cache& cache, float* logits,
                std::size_t logit_rows, Mamba2Workspace& ws,
-               std::vector<detail::RowMatrixXf>* hidden = nullptr) const;
+               std::vector<RowMatrixXf>* hidden = nullptr) const;
 
   /// The recurrent path: one token for each of `batch` sequences, advancing
   /// their caches; logits (batch, vocab). Each sequence's logits are bitwise
@@ -202,8 +202,8 @@ class Mamba2LM {
 
   Mamba2Config cfg_;
   std::vector<Mamba2Layer> layers_;
-  detail::RowMatrixXf embedding_;  // (vocab, d_model)
-  detail::RowMatrixXf lm_head_;    // (vocab, d_model); empty when tied
+  RowMatrixXf embedding_;  // (vocab, d_model)
+  RowMatrixXf lm_head_;    // (vocab, d_model); empty when tied
   Eigen::VectorXf norm_f_weight_, norm_f_bias_;
 };
 
