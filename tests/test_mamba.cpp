@@ -36,6 +36,10 @@ void check_reference(const std::string& folder) {
     CHECK(rel_err(ours, theirs) <= logit_tolerance);
     // the recurrent path gives the same logits
     CHECK(rel_err(stepped_logits(m, seq), theirs) <= logit_tolerance);
+    // the final hidden state (after norm_f) through the LM head, tied or not
+    CHECK(rel_err(Rows(hidden.back() * m.head().transpose()), ours) <= 1e-6);
+    CHECK(m.head().rows() == m.embedding().rows());
+    CHECK(m.norm_f_weight().size() == m.config().d_model);
     if (has_hidden) {  // (layers + 1, batch, L, d_model): after each layer, then after norm_f
       const auto h = hidden_all.values<float>();
       const std::int64_t dm = m.config().d_model;

@@ -223,6 +223,12 @@ class MambaLM {
 
   const MambaConfig& config() const { return cfg_; }                 ///< the shape
   const std::vector<MambaLayer>& layers() const { return layers_; }  ///< the blocks' weights
+  const RowMatrixXf& embedding() const { return embedding_; }  ///< (vocab, d_model)
+  /// (vocab, d_model): lm_head, or the embedding when tied
+  const RowMatrixXf& head() const { return lm_head_.size() ? lm_head_ : embedding_; }
+  /// (d_model): the final norm's weight
+  const Eigen::VectorXf& norm_f_weight() const { return norm_f_weight_; }
+  const Eigen::VectorXf& norm_f_bias() const { return norm_f_bias_; }  ///< empty with RMSNorm
 
   /// An empty cache: the state before the first token.
   MambaCache new_cache() const {
@@ -293,7 +299,6 @@ class MambaLM {
   RowMatrixXf lm_head_;    // (vocab, d_model); empty when tied
   Eigen::VectorXf norm_f_weight_, norm_f_bias_;
 
-  const RowMatrixXf& head() const { return lm_head_.size() ? lm_head_ : embedding_; }
   void prepare_scans();
 };
 
