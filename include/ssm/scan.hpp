@@ -97,10 +97,19 @@ struct has_simd : std::bool_constant<std::is_same<T, float>::value || std::is_sa
 // recurrent() would open a parallel region per block of steps (with
 // C = I and N = 64, each y block), and on a machine whose other cores are
 // busy each region waits for a descheduled thread (examples/04_hippo_memory:
-// 1 s alone, 8-12 s beside a compiler). So the product goes 32 rows at a
-// time through a destination of at most 32 rows, which Eigen never threads.
+// 1 s alone, 8-12 s beside a compiler). So a product Eigen could thread
+// (from 2 x 50000 multiply-adds: kMinTaskSize there) goes 32 rows at a
+// time through a destination of at most 32 rows, which Eigen never threads;
+// smaller ones stay whole (in panels, N = 4 to 16: 1.2x slower per step).
 template <class Dst, class Lhs, class Rhs>
 void product_one_thread(Dst& dst, const Lhs& lhs, const Rhs& rhs, bool add) {
+  if (double(lhs.rows()) * double(lhs.cols()) * double(rhs.cols()) < 1e5) {
+    if (add)
+      dst.noalias() += lhs * rhs;
+    else
+      dst.noalias() = lhs * rhs;
+    return;
+  }
   using Scalar = typename Lhs::Scalar;
   constexpr Eigen::Index rows = 32;
   Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor, rows, Eigen::Dynamic> panel;
