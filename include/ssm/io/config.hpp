@@ -20,6 +20,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -266,6 +267,15 @@ inline ModelType detect_model_type(const nlohmann::json& config, const std::stri
   r.fail_whole("no model_type, architectures or ssm_cfg says which model this is");
 }
 
+// Throws std::invalid_argument "where: name must be > 0, got v" for the
+// first size that is not positive (the configs' check()).
+inline void check_positive_sizes(const std::string& where,
+                                 std::initializer_list<std::pair<const char*, std::int64_t>> sizes) {
+  for (const auto& [name, value] : sizes)
+    if (value <= 0)
+      throw std::invalid_argument(where + ": " + name + " must be > 0, got " + std::to_string(value));
+}
+
 }  // namespace io::detail
 
 /// The architecture of a config: from `model_type` ("mamba" / "mamba2"), else
@@ -391,20 +401,18 @@ inline Mamba2Config Mamba2Config::from_json(const nlohmann::json& config,
 }
 
 inline void MambaConfig::check(const std::string& where) const {
-  auto fail = [&](const std::string& what) { throw std::invalid_argument(where + ": " + what); };
-  for (auto [name, value] : {std::pair{"d_model", d_model}, {"n_layer", n_layer}, {"vocab_size", vocab_size},
-                             {"d_state", d_state}, {"d_conv", d_conv}, {"d_inner", d_inner},
-                             {"dt_rank", dt_rank}})
-    if (value <= 0) fail(std::string(name) + " must be > 0, got " + std::to_string(value));
-  if (!(norm_eps > 0)) fail("norm_eps must be > 0, got " + std::to_string(norm_eps));
+  io::detail::check_positive_sizes(where, {{"d_model", d_model}, {"n_layer", n_layer}, {"vocab_size", vocab_size},
+                                           {"d_state", d_state}, {"d_conv", d_conv}, {"d_inner", d_inner},
+                                           {"dt_rank", dt_rank}});
+  if (!(norm_eps > 0))
+    throw std::invalid_argument(where + ": norm_eps must be > 0, got " + std::to_string(norm_eps));
 }
 
 inline void Mamba2Config::check(const std::string& where) const {
   auto fail = [&](const std::string& what) { throw std::invalid_argument(where + ": " + what); };
-  for (auto [name, value] : {std::pair{"d_model", d_model}, {"n_layer", n_layer}, {"vocab_size", vocab_size},
-                             {"d_state", d_state}, {"d_conv", d_conv}, {"headdim", headdim},
-                             {"nheads", nheads}, {"ngroups", ngroups}, {"chunk_size", chunk_size}})
-    if (value <= 0) fail(std::string(name) + " must be > 0, got " + std::to_string(value));
+  io::detail::check_positive_sizes(where, {{"d_model", d_model}, {"n_layer", n_layer}, {"vocab_size", vocab_size},
+                                           {"d_state", d_state}, {"d_conv", d_conv}, {"headdim", headdim},
+                                           {"nheads", nheads}, {"ngroups", ngroups}, {"chunk_size", chunk_size}});
   if (nheads * headdim != d_inner)
     fail("nheads * headdim = " + std::to_string(nheads) + " * " + std::to_string(headdim) +
          " must equal d_inner = " + std::to_string(d_inner));
