@@ -241,6 +241,9 @@ TEST_CASE("HiPPO: bad sizes and transitions are rejected", "[hippo][errors]") {
   REQUIRE_THROWS_MATCHES(ssm::hippo::legs<double>(4).system(Eigen::RowVector3d::Ones(), Eigen::Matrix<double, 1, 1>::Zero()),
                          std::invalid_argument,
                          Catch::Matchers::Message("ssm::hippo::Transition::system: C must be 1x4, got 1x3"));
+  // make_s4 draws log dt from [log dt_min, log dt_max]: both ends finite
+  REQUIRE_THROWS_WITH(ssm::make_s4<double>(2, ssm::hippo::legs<double>(4), test::rng(), 1e-3, INFINITY),
+                      Catch::Matchers::StartsWith("ssm::make_s4: need 0 < dt_min <= dt_max < inf, got"));
 }
 
 // ---------------------------------------------------------------- S4

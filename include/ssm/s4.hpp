@@ -27,7 +27,6 @@
 #include <cmath>
 #include <complex>
 #include <random>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -392,11 +391,7 @@ S4<Scalar> make_s4(Eigen::Index H, const hippo::Transition<double>& measure, Rng
                    double dt_min = 1e-3, double dt_max = 1e-1) {
   if (H <= 0)
     throw std::invalid_argument("ssm::make_s4: H must be positive, got " + std::to_string(H));
-  if (!(dt_min > 0) || !(dt_max >= dt_min) || !std::isfinite(dt_max)) {
-    std::ostringstream s;
-    s << "ssm::make_s4: need 0 < dt_min <= dt_max < inf, got " << dt_min << ", " << dt_max;
-    throw std::invalid_argument(s.str());
-  }
+  detail::check_dt_range("ssm::make_s4", dt_min, dt_max);
   const hippo::Dplr<double> d = hippo::dplr(measure);
   const Eigen::Index M = d.Lambda.size(), R = d.P.cols();
   using Complex = std::complex<Scalar>;

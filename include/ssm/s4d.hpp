@@ -473,6 +473,20 @@ enum class S4DInit {
   real,  ///< hippo::s4d_real
 };
 
+namespace detail {
+
+// The step-size range of make_s4d and make_s4: log dt is drawn uniformly
+// from [log dt_min, log dt_max], so both ends must be finite and ordered.
+inline void check_dt_range(const char* where, double dt_min, double dt_max) {
+  if (!(dt_min > 0) || !(dt_max >= dt_min) || !std::isfinite(dt_max)) {
+    std::ostringstream s;
+    s << where << ": need 0 < dt_min <= dt_max < inf, got " << dt_min << ", " << dt_max;
+    throw std::invalid_argument(s.str());
+  }
+}
+
+}  // namespace detail
+
 /// An S4D layer as S4D initializes it: A and B from `init` (the same in every
 /// channel), C complex normal (E|C|^2 = 1), D standard normal, log_dt uniform
 /// in [log dt_min, log dt_max]. rng: a standard random engine. Throws
@@ -484,11 +498,7 @@ S4D<Scalar> make_s4d(Eigen::Index H, Eigen::Index N, S4DInit init, Rng& rng,
   if (H <= 0 || N <= 0)
     throw std::invalid_argument("ssm::make_s4d: H and N must be positive, got H = " +
                                 std::to_string(H) + ", N = " + std::to_string(N));
-  if (!(dt_min > 0) || !(dt_max >= dt_min) || !std::isfinite(dt_max)) {
-    std::ostringstream s;
-    s << "ssm::make_s4d: need 0 < dt_min <= dt_max < inf, got " << dt_min << ", " << dt_max;
-    throw std::invalid_argument(s.str());
-  }
+  detail::check_dt_range("ssm::make_s4d", dt_min, dt_max);
   const hippo::DiagonalInit<Scalar> modes =
       init == S4DInit::legs  ? hippo::s4d_legs<Scalar>(N)
       : init == S4DInit::inv ? hippo::s4d_inv<Scalar>(N)
