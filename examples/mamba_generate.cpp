@@ -70,24 +70,25 @@ struct Args {
   throw std::invalid_argument(flag + ": expected " + expected + ", got '" + got + "'");
 }
 
-// An optional '-' and decimal digits, nothing else (std::stoll would also
-// take leading whitespace and '+').
-long long integer(const std::string& flag, const std::string& s, long long lo, long long hi) {
-  long long v = 0;
+// Whether all of s is one value (std::from_chars: no leading whitespace or
+// '+', which std::stoll / std::stod take; decimal, or inf / nan for double).
+template <class T>
+bool parse_whole(const std::string& s, T& v) {
   const char* end = s.data() + s.size();
   const auto [stop, ec] = std::from_chars(s.data(), end, v);
-  if (ec != std::errc() || stop != end || v < lo || v > hi)
+  return ec == std::errc() && stop == end;
+}
+
+long long integer(const std::string& flag, const std::string& s, long long lo, long long hi) {
+  long long v = 0;
+  if (!parse_whole(s, v) || v < lo || v > hi)
     bad(flag, "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]", s);
   return v;
 }
 
-// A decimal number, "inf" or "nan", nothing else (std::stod would also take
-// leading whitespace, '+' and hexadecimal).
 double number(const std::string& flag, const std::string& s) {
   double v = 0;
-  const char* end = s.data() + s.size();
-  const auto [stop, ec] = std::from_chars(s.data(), end, v);
-  if (ec != std::errc() || stop != end) bad(flag, "a number", s);
+  if (!parse_whole(s, v)) bad(flag, "a number", s);
   return v;
 }
 
