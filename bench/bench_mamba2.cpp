@@ -12,7 +12,8 @@
 //       token (prefill) and read bandwidth / bytes per token (decode: the
 //       weights, and the cache read and written), as bench_mamba does for
 //       Mamba-1.
-// Counters: updates_s / tok_s, ceiling_*, share (of the ceiling).
+// Counters: updates_s / tok_s, ceiling_*, share (of the ceiling);
+// share_best (BM_SsdRecurrent: its fastest 2 ms window, bench::BestWindow).
 //
 //   build/release/bench/bench_mamba2 --benchmark_min_time=1
 #include <ssm/mamba2.hpp>
@@ -78,12 +79,16 @@ struct Problem {
   double updates() const { return double(L * H * N * P); }
 };
 
-// updates: state updates per iteration
-void report(benchmark::State& st, double updates, int threads) {
+// updates: state updates per iteration; best: the loop's fastest window,
+// where it was tracked (share_best, measured as the ceiling is)
+void report(benchmark::State& st, double updates, int threads,
+            const bench::BestWindow* best = nullptr) {
   const double ceiling = fma_lanes(threads) / 2;
   st.counters["updates_s"] = benchmark::Counter(updates, benchmark::Counter::kIsIterationInvariantRate);
   st.counters["ceiling_updates_s"] = ceiling;
   st.counters["share"] = benchmark::Counter(updates / ceiling, benchmark::Counter::kIsIterationInvariantRate);
+  if (best && best->seconds_per_call() > 0)
+    st.counters["share_best"] = updates / best->seconds_per_call() / ceiling;
 }
 
 void BM_SsdRecurrent(benchmark::State& st) {
@@ -91,11 +96,13 @@ void BM_SsdRecurrent(benchmark::State& st) {
   const int threads = int(st.range(2));
   Problem pb(L, 24, N);
   set_threads(threads);
+  bench::BestWindow best;
   for (auto _ : st) {
     ssm::ssd_recurrent(pb.args, threads);
     benchmark::DoNotOptimize(pb.y.data());
+    best.tick();
   }
-  report(st, pb.updates(), threads);
+  report(st, pb.updates(), threads, &best);
 }
 
 // The recurrent kernel's inner loop alone (detail::ssd_block: the state

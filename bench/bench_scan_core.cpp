@@ -7,7 +7,9 @@
 // scan's own arithmetic rate (bench::lane_scan_steps_per_second) instead of
 // the FMA lanes. Counters: items_per_second
 // (state updates/s), ceiling (for this working set and thread count),
-// share (items_per_second / ceiling).
+// share (items_per_second / ceiling), share_best (the loop's fastest 2 ms
+// window / ceiling: measured as the ceiling is, the best of several
+// timings; bench::BestWindow).
 //
 //   build/release/bench/bench_scan_core --benchmark_min_time=0.2
 #include <ssm/linear_recurrence.hpp>
@@ -51,8 +53,9 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 
 // Items, the ceiling for this working set and thread count, and the share of
-// it that `seconds` of timed runs reached.
-void report(benchmark::State& st, Problem& p, int threads, double seconds) {
+// it that `seconds` of timed runs reached, and their best window.
+void report(benchmark::State& st, Problem& p, int threads, double seconds,
+            const bench::BestWindow& best) {
   const double updates = double(p.L * p.C) * double(st.iterations());
   const double bandwidth =
       bench::stream_bytes_per_second(p.a.data(), p.b.data(), p.out.data(), p.L * p.C, threads);
@@ -62,6 +65,8 @@ void report(benchmark::State& st, Problem& p, int threads, double seconds) {
   st.SetItemsProcessed(std::int64_t(updates));
   st.counters["ceiling"] = ceiling;
   st.counters["share"] = updates / seconds / ceiling;
+  if (best.seconds_per_call() > 0)
+    st.counters["share_best"] = double(p.L * p.C) / best.seconds_per_call() / ceiling;
 }
 
 void BM_ScanCore(benchmark::State& st) {
@@ -70,23 +75,27 @@ void BM_ScanCore(benchmark::State& st) {
   Problem p(L, C);
   const ssm::Steps<const float> a{p.a.data(), std::ptrdiff_t(C)}, b{p.b.data(), std::ptrdiff_t(C)};
   const ssm::Steps<float> out{p.out.data(), std::ptrdiff_t(C)};
+  bench::BestWindow best;
   const auto t0 = std::chrono::steady_clock::now();
   for (auto _ : st) {
     ssm::linear_recurrence<float>(L, C, a, b, p.h.data(), out, threads);
     benchmark::DoNotOptimize(p.out.data());
+    best.tick();
   }
-  report(st, p, threads, seconds_since(t0));
+  report(st, p, threads, seconds_since(t0), best);
 }
 
 void BM_ScalarLoop(benchmark::State& st) {
   const auto L = std::size_t(st.range(0)), C = std::size_t(st.range(1));
   Problem p(L, C);
+  bench::BestWindow best;
   const auto t0 = std::chrono::steady_clock::now();
   for (auto _ : st) {
     bench::scalar_recurrence(p.a.data(), p.b.data(), p.h.data(), p.out.data(), L, C);
     benchmark::DoNotOptimize(p.out.data());
+    best.tick();
   }
-  report(st, p, 1, seconds_since(t0));
+  report(st, p, 1, seconds_since(t0), best);
 }
 
 int max_threads() { return ssm::detail::resolve_threads(0); }

@@ -43,6 +43,38 @@ double best_time(F&& f, int reps = 5) {
   return best;
 }
 
+// The fastest stretch of a benchmark loop: windows of consecutive calls of
+// at least 2 ms each, the best one's seconds per call. The ceilings are the
+// best of several timings, so a figure set against them like for like is
+// the loop's best window too; on a shared VM the mean over the whole loop
+// also carries the slow phases that the ceiling's best leaves out. The
+// clock is read after 1, 2, 4, ... calls of a window: a handful of reads
+// per window, whatever a call costs.
+class BestWindow {
+ public:
+  // After each call of the loop.
+  void tick() {
+    if (++calls_ < next_) return;
+    const auto now = std::chrono::steady_clock::now();
+    const double s = std::chrono::duration<double>(now - start_).count();
+    if (s < 2e-3) {
+      next_ = 2 * calls_;
+      return;
+    }
+    best_ = std::min(best_, s / double(calls_));
+    start_ = now;
+    calls_ = 0;
+    next_ = 1;
+  }
+  // Seconds per call in the fastest window, or 0 if none closed.
+  double seconds_per_call() const { return best_ < 1e30 ? best_ : 0.0; }
+
+ private:
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  long calls_ = 0, next_ = 1;
+  double best_ = 1e300;
+};
+
 // Vector FMA lanes per second with `threads` threads: 16 independent
 // accumulators per thread hide the FMA latency, so this is the throughput
 // of the FMA units (float lanes).
