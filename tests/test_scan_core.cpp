@@ -235,6 +235,17 @@ TEMPLATE_TEST_CASE("rows shorter than a page on two threads: time chunks if the 
   }
 }
 
+TEMPLATE_TEST_CASE("rows of a page or more on two threads: time chunks if the carry fades",
+                   "[scan_core][threads]", float, double) {
+  // Rows just past 4 KiB go in time chunks on two threads where the carry
+  // fades (decaying: the last chunk's end state comes from its rerun or its
+  // first pass, no products), in channel blocks where it does not (unit);
+  // the readout's rows are narrower than the state's.
+  const std::size_t C = 4096 / sizeof(TestType) + 3, L = 8209;
+  for (auto kind : {Coefficients::decaying, Coefficients::unit}) check<TestType>({L, C, false, true, 0, 2, kind});
+  check<TestType>({L, C - 1, false, false, 2, 2, Coefficients::decaying});
+}
+
 TEST_CASE("states written over b, across threads", "[scan_core][threads]") {
   // out = b (ssm::scan does this): a time chunk's first pass must not write
   // its outputs before its second pass has read b again.

@@ -482,21 +482,26 @@ void run_time_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, std::
 }
 
 // Whether time chunks beat channel blocks although there are channels
-// enough for the threads: for rows shorter than a page, whose channel
-// blocks put every thread on every page (on an Emerald Rapids Xeon, two
-// threads streaming halves of rows of 1 KiB moved 1.2x-1.5x the bytes of
-// one thread, halves of the time 2.0x-2.2x), when time chunks need no rerun
-// (nothing is written before the end) or a short one (the carry fades
-// within an eighth of a chunk): 256 x 2^16 on two threads 1.15x-1.3x faster.
-// With slow decay (an S4D-like |a| near 1) the rerun is the whole chunk and
-// they ran 2x slower than channel blocks; at rows of 4 KiB they lost with
-// any decay (bench/RESULTS.md, "Time chunks for short rows").
+// enough for the threads. Channel blocks put every thread on every row:
+// two threads streaming halves of each row moved 1.2x-1.5x the bytes of one
+// thread on an Emerald Rapids Xeon (rows of 1-4 KiB), and 0.5x-0.9x on a
+// Zen 4 VM (rows of 1-16 KiB), halves of the time 2.0x-2.2x and 1.1x-1.4x.
+// Time chunks win where they need no rerun (nothing is written before the
+// end) or a short one (the carry fades within an eighth of a chunk): 256 x
+// 2^16 on two threads 1.15x-1.3x faster. With slow decay (an S4D-like |a|
+// near 1) the rerun is the whole chunk and they ran 2x slower than channel
+// blocks. Rows of a page or more go in time chunks only on two threads,
+// where the last chunk tracks no products (run_time_parallel): 1024 x 2^14
+// 1.3x-1.6x faster on the Zen 4 VM, 0.95x-1.1x on the Xeon; with middle
+// chunks (4 or 8 threads) 0.7x-0.9x on the Xeon (bench/RESULTS.md, "Stop 34"
+// and "Stop 35").
 template <class Arch, class T>
 bool time_chunks_cheaper(const RecurrencePlan<Arch, T>& plan, const RecurrenceArgs<T>& args,
-                         std::size_t L, std::size_t channels) {
-  if (channels * sizeof(T) >= 4096) return false;
-  if (!plan.writes()) return true;
+                         std::size_t L, std::size_t channels, int threads) {
+  const bool wide = channels * sizeof(T) >= 4096;
+  if (!plan.writes()) return !wide;
   if (plan.overwrites_inputs(L)) return false;  // pass 2 reruns every chunk
+  if (wide && threads != 2) return false;
   const std::size_t probe = time_chunk_steps<T>(channels, true) / 8;
   return carry_fades_within(args, channels, std::min(L, probe));
 }
@@ -515,7 +520,7 @@ void run_recurrence(const RecurrenceArgs<T>& args, std::size_t L, std::size_t ch
   const bool worth_threads = threads > 1 && L * channels >= (std::size_t(1) << 16);
   const bool time_splits = L >= std::size_t(threads) * kMinStepsPerTimeChunk;
   if (worth_threads && plan.width() >= std::size_t(threads) * 4 * W &&
-      !(time_splits && time_chunks_cheaper(plan, args, L, channels)))
+      !(time_splits && time_chunks_cheaper(plan, args, L, channels, threads)))
     run_channel_parallel(plan, L, h, threads);
   else if (worth_threads && time_splits)
     run_time_parallel(plan, L, channels, h, threads);
