@@ -138,6 +138,31 @@ TEST_CASE("MambaLM rejects bad tokens and foreign caches", "[mamba][errors]") {
                       Catch::Matchers::Contains("no such folder"));
 }
 
+TEST_CASE("the decode kernel's row orders give the same bits, and automatic picks one",
+          "[mamba][linear]") {
+  // Rows side by side or one after another: each row summed in the same
+  // order. A 4 MiB matrix takes part in the timing of automatic calls (half
+  // its rows in each order) until the choice is made; every call's result
+  // is the same.
+  using ssm::detail::RowOrder;
+  const std::size_t out = 1031, in = 1024, n = GENERATE(1, 3);
+  const int threads = GENERATE(1, 2);
+  const Rows W = test::random_matrix<float>(Eigen::Index(out), Eigen::Index(in));
+  std::vector<float> X(n * in);
+  for (auto& v : X) v = test::uniform<float>();
+  auto product = [&](RowOrder order) {
+    std::vector<float> Y(n * out);
+    ssm::detail::matvec(W, nullptr, X.data(), std::ptrdiff_t(in), n, Y.data(), std::ptrdiff_t(out), threads,
+                        order);
+    return Y;
+  };
+  const std::vector<float> side = product(RowOrder::side_by_side);
+  INFO("n " << n << " threads " << threads);
+  CHECK(product(RowOrder::one_by_one) == side);
+  for (int call = 0; call <= ssm::detail::RowOrderChoice::kTrials; ++call) CHECK(product(RowOrder::automatic) == side);
+  CHECK(ssm::detail::row_order_choice().chosen.load() != int(RowOrder::automatic));
+}
+
 TEST_CASE("the decode matrix-vector kernel against a double-precision product", "[mamba][linear]") {
   // ssm::detail::linear for a few rows of X (the decode path): every shape
   // around the kernel's groups of 8 (or 4) rows of W and its SIMD width,

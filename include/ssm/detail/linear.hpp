@@ -10,35 +10,42 @@
 #include <xsimd/xsimd.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstddef>
 
 namespace ssm::detail {
 
 using RowMatrixXf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-// Up to 4 input rows at once, R rows of W at a time: every W element is read
-// once for all of them. Each output is the same sum in the same order
-// whatever the number of inputs, so a batched decode step gives bitwise the
-// results of decoding each sequence alone (where the arch's fma is one
-// instruction: an emulated a * b + c may be contracted in one instantiation
-// and not in another).
-//
-// Reading W is the whole cost. A row of a checkpoint's matrix is a few KiB,
-// and the hardware prefetchers stop at every 4 KiB page, so the kernel
-// reads 8 rows side by side (as many as the registers allow: 8 streams)
-// and asks for the next 8 rows' lines as it goes (one group ahead):
-// 27 -> 38 GB/s on one Zen 5 core for a 3352 x 768 matrix, the in_proj of
-// a 130M model (bench/RESULTS.md).
+// The order the matrix-vector kernel reads W's rows in:
+// side_by_side: R rows at once (R streams, as many as the registers allow),
+//   asking for the next R rows' lines as it goes. A checkpoint's row is a
+//   few KiB and the hardware prefetchers stop at every 4 KiB page: on one
+//   Zen 5 core 27 -> 38 GB/s for a 3352 x 768 matrix (bench/RESULTS.md).
+// one_by_one: a row after another, one stream. On a Zen 4 VM, whose cores
+//   read one stream at 25-29 GB/s and several at 10-19, it read 22-28 GB/s
+//   where side by side read 17-19 ("Stop 35").
+// Both sum every row in the same order, so the order changes no bit of the
+// result, only its speed; `automatic` times both on this machine.
+enum class RowOrder { automatic, side_by_side, one_by_one };
+
+// Up to 4 input rows at once: every W element is read once for all of them.
+// Each output is the same sum in the same order whatever the number of
+// inputs (and whatever the row order), so a batched decode step gives
+// bitwise the results of decoding each sequence alone (where the arch's fma
+// is one instruction: an emulated a * b + c may be contracted in one
+// instantiation and not in another). Rows [r0, r1).
 template <class Arch, std::size_t NX>
 void matvec_rows(const float* W, std::size_t in, std::size_t r0, std::size_t r1,
-                 const float* const* x, float* const* y) {
+                 const float* const* x, float* const* y, RowOrder order) {
   using batch = xsimd::batch<float, Arch>;
   constexpr std::size_t W_ = batch::size;
   // accumulators R x NX, within half the vector registers (32 with 64-byte
   // batches, else 16)
   constexpr std::size_t R = NX * 8 <= (W_ * sizeof(float) >= 64 ? 16 : 8) ? 8 : 4;
   std::size_t r = r0;
-  for (; r + R <= r1; r += R) {
+  for (; order != RowOrder::one_by_one && r + R <= r1; r += R) {
     batch acc[R][NX];
     static_for<R>([&](auto i) { static_for<NX>([&](auto j) { acc[i][j] = batch(0.f); }); });
     const float* next = W + std::min(r + R, r1 - R) * in;  // the next group (the last: itself)
@@ -60,7 +67,7 @@ void matvec_rows(const float* W, std::size_t in, std::size_t r0, std::size_t r1,
       });
     });
   }
-  for (; r < r1; ++r) {  // the last rows, one at a time, summed the same way
+  for (; r < r1; ++r) {  // one at a time (or the last rows), summed the same way
     batch acc[NX];
     static_for<NX>([&](auto j) { acc[j] = batch(0.f); });
     std::size_t c = 0;
@@ -83,15 +90,45 @@ void add_bias(const float* bias, std::size_t out, std::size_t n, float* Y, std::
     for (std::size_t o = 0; o < out; ++o) Y[std::ptrdiff_t(i) * ldy + std::ptrdiff_t(o)] += bias[o];
 }
 
+// The row order of automatic matvec calls: the first kTrials calls
+// over at least kFloats weights each read half of every thread's
+// rows in each order (which half first alternates) and add up the time of
+// each; the faster order then stays for the process.
+struct RowOrderChoice {
+  static constexpr int kTrials = 16;
+  static constexpr std::size_t kFloats = std::size_t(1) << 20;  // 4 MiB
+  std::atomic<int> calls{0};
+  std::atomic<long long> ns[2] = {};  // side_by_side, one_by_one
+  std::atomic<int> chosen{int(RowOrder::automatic)};
+};
+inline RowOrderChoice& row_order_choice() {
+  static RowOrderChoice choice;
+  return choice;
+}
+
 // Y (n x out) = X (n x in) W^T + bias, rows of X and Y `ldx`, `ldy` apart,
 // by the matrix-vector kernel, 4 rows of X per pass over W, threads over W's
-// rows: the decoding form, bound by reading W.
+// rows: the decoding form, bound by reading W. order: automatic (see
+// RowOrderChoice), or one order forced; the same bits either way.
 template <class Arch = xsimd::default_arch>
 void matvec(const RowMatrixXf& W, const float* bias, const float* X, std::ptrdiff_t ldx,
-            std::size_t n, float* Y, std::ptrdiff_t ldy, int threads) {
+            std::size_t n, float* Y, std::ptrdiff_t ldy, int threads,
+            RowOrder order = RowOrder::automatic) {
   const std::size_t out = std::size_t(W.rows()), in = std::size_t(W.cols());
   if (n == 0 || out == 0) return;
-  [[maybe_unused]] const int nt = out * in >= (std::size_t(1) << 16) ? resolve_threads(threads) : 1;
+  const int nt = out * in >= (std::size_t(1) << 16) ? resolve_threads(threads) : 1;
+  RowOrderChoice& choice = row_order_choice();
+  int trial = -1;  // >= 0: this call times both orders
+  if (order == RowOrder::automatic) {
+    order = RowOrder(choice.chosen.load(std::memory_order_relaxed));
+    // large enough to read from memory, with two halves of 8 rows or more
+    // for every thread
+    if (order == RowOrder::automatic && out * in >= RowOrderChoice::kFloats &&
+        out >= 16 * std::size_t(nt))
+      trial = choice.calls.fetch_add(1);
+    if (trial >= RowOrderChoice::kTrials) trial = -1;  // another call decides
+  }
+  if (order == RowOrder::automatic) order = RowOrder::side_by_side;
   SSM_OMP(parallel num_threads(nt) if (nt > 1))
   {
     const std::size_t j = std::size_t(thread_index()), m = std::size_t(team_size());
@@ -99,6 +136,7 @@ void matvec(const RowMatrixXf& W, const float* bias, const float* X, std::ptrdif
     // thread (which thread computes a row changes no bit of it)
     const std::size_t groups = (out + 7) / 8;
     const std::size_t r0 = std::min(out, groups * j / m * 8), r1 = std::min(out, groups * (j + 1) / m * 8);
+    const std::size_t mid = std::min(r1, r0 + (r1 - r0) / 16 * 8);
     for (std::size_t i = 0; i < n; i += 4) {
       const float* xs[4];
       float* ys[4];
@@ -107,14 +145,32 @@ void matvec(const RowMatrixXf& W, const float* bias, const float* X, std::ptrdif
         xs[q] = X + std::ptrdiff_t(i + q) * ldx;
         ys[q] = Y + std::ptrdiff_t(i + q) * ldy;
       }
-      switch (k) {
-        case 1: matvec_rows<Arch, 1>(W.data(), in, r0, r1, xs, ys); break;
-        case 2: matvec_rows<Arch, 2>(W.data(), in, r0, r1, xs, ys); break;
-        case 3: matvec_rows<Arch, 3>(W.data(), in, r0, r1, xs, ys); break;
-        default: matvec_rows<Arch, 4>(W.data(), in, r0, r1, xs, ys); break;
+      auto rows = [&](std::size_t a, std::size_t b, RowOrder o) {
+        switch (k) {
+          case 1: matvec_rows<Arch, 1>(W.data(), in, a, b, xs, ys, o); break;
+          case 2: matvec_rows<Arch, 2>(W.data(), in, a, b, xs, ys, o); break;
+          case 3: matvec_rows<Arch, 3>(W.data(), in, a, b, xs, ys, o); break;
+          default: matvec_rows<Arch, 4>(W.data(), in, a, b, xs, ys, o); break;
+        }
+      };
+      if (trial < 0) {
+        rows(r0, r1, order);
+        continue;
       }
+      const int first = trial % 2;  // 0: side by side first
+      const RowOrder orders[2] = {RowOrder::side_by_side, RowOrder::one_by_one};
+      const auto t0 = std::chrono::steady_clock::now();
+      rows(r0, mid, orders[first]);
+      const auto t1 = std::chrono::steady_clock::now();
+      rows(mid, r1, orders[1 - first]);
+      const auto t2 = std::chrono::steady_clock::now();
+      using ns = std::chrono::nanoseconds;
+      choice.ns[first] += std::chrono::duration_cast<ns>(t1 - t0).count();
+      choice.ns[1 - first] += std::chrono::duration_cast<ns>(t2 - t1).count();
     }
   }
+  if (trial == RowOrderChoice::kTrials - 1)
+    choice.chosen.store(int(choice.ns[1] < choice.ns[0] ? RowOrder::one_by_one : RowOrder::side_by_side));
   add_bias(bias, out, n, Y, ldy);
 }
 
