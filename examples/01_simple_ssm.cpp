@@ -4,6 +4,7 @@
 // into a discrete one (x_t = A_d x_{t-1} + B_d u_t, y_t = C x_t + D u_t) and
 // run over a sequence, one step at a time: the recurrence that S4 and Mamba
 // are built on.
+#include "best_time.hpp"   // best_seconds
 #include "no_options.hpp"  // --help
 
 #include <ssm/discretize.hpp>  // Continuous, discretize
@@ -12,7 +13,6 @@
 #include <Eigen/Eigenvalues>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <random>
 
@@ -54,12 +54,7 @@ int main(int argc, char** argv) {
 
   // The best of three runs: the first is ~3x slower (a cold start).
   Eigen::MatrixXd y;
-  double seconds = 1e30;
-  for (int run = 0; run < 3; ++run) {
-    const auto start = std::chrono::steady_clock::now();
-    y = ssm::recurrent(d, u);
-    seconds = std::min(seconds, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
+  const double seconds = best_seconds([&] { y = ssm::recurrent(d, u); });
 
   std::printf("  y = recurrent(d, u): %ldx%ld; per step: N^2 + N (P + Q) + P Q = %d "
               "multiply-adds\n",

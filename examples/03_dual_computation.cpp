@@ -8,29 +8,15 @@
 //   - as a convolution: materialize the kernel K_k = C A^k B once, then
 //     y = K * u with FFTs in O(L log L): parallel over time: how S4 trains.
 // Both give the same numbers; which is faster depends on L and N.
+#include "best_time.hpp"   // best_seconds
 #include "no_options.hpp"  // --help
 
 #include <ssm/conv.hpp>        // kernel, convolve
 #include <ssm/discretize.hpp>  // ContinuousDiagonal, discretize
 #include <ssm/scan.hpp>        // recurrent
 
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <random>
-
-// The best of three runs: the first call or two at a new size can be far
-// slower (at L = 256, 0.6 ms against 0.01 ms after).
-template <class F>
-double seconds(F&& f) {
-  double best = 1e30;
-  for (int run = 0; run < 3; ++run) {
-    const auto start = std::chrono::steady_clock::now();
-    f();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  return best;
-}
 
 int main(int argc, char** argv) {
   no_options(argc, argv,
@@ -61,8 +47,8 @@ int main(int argc, char** argv) {
     Eigen::VectorXd u(L);
     for (auto& v : u) v = uniform(rng);
     Eigen::VectorXcd y_rec, y_conv;
-    const double t_rec = seconds([&] { y_rec = ssm::recurrent(d, u); });
-    const double t_conv = seconds([&] { y_conv = ssm::convolve(d, u); });
+    const double t_rec = best_seconds([&] { y_rec = ssm::recurrent(d, u); });
+    const double t_conv = best_seconds([&] { y_conv = ssm::convolve(d, u); });
     const double diff = (y_rec - y_conv).cwiseAbs().maxCoeff() / y_rec.cwiseAbs().maxCoeff();
     std::printf("  %-8d  %8.3f ms  %8.3f ms  %.1e\n", L, t_rec * 1e3, t_conv * 1e3, diff);
   }
