@@ -159,7 +159,7 @@ void recurrence_chains(const RecurrenceArgs<T>& r, const Chain<T>* ch, std::size
   // Operands in locals: a vector store may alias anything, so fields of ch
   // and r read in the loop were read again after every store (five loads a
   // step for one chain beside its two of data; Zen 4, 16 channels x 1024
-  // steps in L2: 0.82x-0.89x of the same loop written by hand).
+  // steps in L2: 0.82x-0.90x of the same loop written by hand).
   const T* a[K];
   const T* b[K];
   const T* c[K];
