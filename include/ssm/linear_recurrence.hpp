@@ -140,26 +140,17 @@ class RecurrencePlan {
         const Emit e = !write ? Emit::none : !readout_ ? Emit::states
                        : g == 0 ? Emit::readout_first : Emit::readout_add;
         std::size_t c = c0;
-        Chain<T> ch[kChains];
-        std::size_t k = 0, bundle = 0;
-        auto flush = [&] {
+        while (c + W <= c1) {
+          const std::size_t k = chain_bundle((c1 - c) / W, prod != nullptr);
+          Chain<T> ch = chains(r, c, state + c);
           if (prod) {
-            for (std::size_t q = 0; q < k; ++q) ch[q].prod = tile_prod + q * W;
+            ch.prod = tile_prod;
             run_chains<true>(r, ch, k, len, e);
-            for (std::size_t q = 0; q < k; ++q)
-              for (std::size_t i = 0; i < W; ++i) {
-                T& p = prod[(ch[q].h - state) + std::ptrdiff_t(i)];
-                p = flushed_product(p, tile_prod[q * W + i]);
-              }
+            for (std::size_t i = 0; i < k * W; ++i) prod[c + i] = flushed_product(prod[c + i], tile_prod[i]);
           } else {
             run_chains<false>(r, ch, k, len, e);
           }
-          k = 0;
-        };
-        for (; c + W <= c1; c += W) {
-          if (k == 0) bundle = chain_bundle((c1 - c) / W, prod != nullptr);
-          ch[k++] = chain(r, c, state + c);
-          if (k == bundle) flush();
+          c += k * W;
         }
         for (; c < c1; ++c) {
           T p(1);
@@ -262,8 +253,9 @@ class RecurrencePlan {
     transfer(false);
   }
 
-  // The chain of channels [c, c + W) (its products, if tracked, set by flush).
-  Chain<T> chain(const RecurrenceArgs<T>& r, std::size_t c, T* state) const {
+  // The bundle of chains from channel c on (its products, if tracked, set
+  // by run_range).
+  Chain<T> chains(const RecurrenceArgs<T>& r, std::size_t c, T* state) const {
     Chain<T> ch{};
     ch.a = r.a + std::ptrdiff_t(c);
     ch.b = r.b + std::ptrdiff_t(c);
@@ -278,7 +270,7 @@ class RecurrencePlan {
   }
 
   template <bool Prod>
-  void run_chains(const RecurrenceArgs<T>& r, const Chain<T>* ch, std::size_t n, std::size_t len,
+  void run_chains(const RecurrenceArgs<T>& r, const Chain<T>& ch, std::size_t n, std::size_t len,
                   Emit e) const {
     with_flag(r.a_stride == 0, [&](auto const_a) {
       constexpr bool CA = decltype(const_a)::value;

@@ -135,49 +135,50 @@ SSM_ALWAYS_INLINE void static_for(F&& f) {
   static_for(std::make_index_sequence<K>{}, std::forward<F>(f));
 }
 
-// One chain: W channels (one batch) over one range of steps, its pointers
-// at the chain's first step: a and b at its first channel; out at its
-// first state (Emit::states) or readout output (readout modes); c likewise.
+// A bundle of K chains: K W neighbouring channels over one range of steps,
+// chain k the W channels from k W on. Pointers at the bundle's first
+// channel and first step: a and b; out at its first state (Emit::states)
+// or readout output (readout modes); c likewise.
 template <class T>
 struct Chain {
   const T* a;
   const T* b;
   T* out;
   const T* c;
-  T* h;     // W states: in, and out
-  T* prod;  // W products of a over the steps (Prod)
+  T* h;     // K W states: in, and out
+  T* prod;  // K W products of a over the steps (Prod)
 };
 
 // K chains in lockstep over L steps, each with its states in registers:
-// K independent dependency chains hide the FMA latency, whether they are
-// neighbouring channels or one channel's consecutive time chunks. Strides
-// (elements per step) come from r.
+// K independent dependency chains hide the FMA latency. Strides (elements
+// per step) come from r.
 template <class Arch, std::size_t K, bool ConstA, Emit E, bool Prod, class T>
-void recurrence_chains(const RecurrenceArgs<T>& r, const Chain<T>* ch, std::size_t L) {
+void recurrence_chains(const RecurrenceArgs<T>& r, const Chain<T>& ch, std::size_t L) {
   using batch = xsimd::batch<T, Arch>;
+  constexpr std::size_t W = batch::size;
   constexpr bool Readout = E == Emit::readout_first || E == Emit::readout_add;
-  // Operands in locals: a vector store may alias anything, so fields of ch
-  // and r read in the loop were read again after every store (five loads a
-  // step for one chain beside its two of data; Zen 4, 16 channels x 1024
-  // steps in L2: 0.82x-0.90x of the same loop written by hand).
-  const T* a[K];
-  const T* b[K];
-  const T* c[K];
-  T* out[K];
+  // Operands in locals, one pointer per array: a vector store may alias
+  // anything, so fields of ch and r read in the loop were read again after
+  // every store (five loads a step for one chain beside its two of data;
+  // Zen 4, 16 channels x 1024 steps in L2: 0.82x-0.90x of the same loop
+  // written by hand), and a pointer per chain left the registers at 8 chains.
+  const T* const a = ch.a;
+  const T* const b = ch.b;
+  const T* const c = ch.c;
+  T* const out = ch.out;
   batch s[K], p[K], a_const[K];
   static_for<K>([&](auto k) {
-    a[k] = ch[k].a, b[k] = ch[k].b, c[k] = ch[k].c, out[k] = ch[k].out;
-    s[k] = batch::load_unaligned(ch[k].h);
+    s[k] = batch::load_unaligned(ch.h + k * W);
     if constexpr (Prod) p[k] = batch(T(1));
-    if constexpr (ConstA) a_const[k] = batch::load_unaligned(a[k]);
+    if constexpr (ConstA) a_const[k] = batch::load_unaligned(a + k * W);
   });
   const std::ptrdiff_t a_stride = r.a_stride, b_stride = r.b_stride, c_stride = r.c_stride;
   const std::ptrdiff_t out_stride = Readout ? r.y_stride : r.out_stride;
   std::ptrdiff_t ia = 0, ib = 0, io = 0, ic = 0;  // element offsets of step t
   for (std::size_t t = 0; t < L; ++t) {
     static_for<K>([&](auto k) {
-      const batch a_t = ConstA ? a_const[k] : batch::load_unaligned(a[k] + ia);
-      const batch b_t = batch::load_unaligned(b[k] + ib);
+      const batch a_t = ConstA ? a_const[k] : batch::load_unaligned(a + ia + k * W);
+      const batch b_t = batch::load_unaligned(b + ib + k * W);
       // Each state stored after the next batch's loads (the last chain's
       // after the next step's first): a load 16-63 bytes above a pending
       // store modulo 4 KiB waits for it, and arrays malloc'd one after
@@ -186,16 +187,16 @@ void recurrence_chains(const RecurrenceArgs<T>& r, const Chain<T>* ch, std::size
       // L2: 7.1-7.7 -> 9.3-9.9 G updates/s; the 16-core Xeon, 64 x 2^18
       // beyond the caches: 1.22-1.28 -> 1.39-1.46).
       if constexpr (E == Emit::states) {
-        if constexpr (k > 0) s[k - 1].store_unaligned(out[k - 1] + io);
-        else if (t > 0) s[K - 1].store_unaligned(out[K - 1] + io - out_stride);
+        if constexpr (k > 0) s[k - 1].store_unaligned(out + io + (k - 1) * W);
+        else if (t > 0) s[K - 1].store_unaligned(out + io - out_stride + (K - 1) * W);
       }
       s[k] = affine(a_t, s[k], b_t);
       if constexpr (Prod) p[k] = flushed_product(p[k], a_t);
       if constexpr (E == Emit::readout_first)
-        (batch::load_unaligned(c[k] + ic) * s[k]).store_unaligned(out[k] + io);
+        (batch::load_unaligned(c + ic + k * W) * s[k]).store_unaligned(out + io + k * W);
       if constexpr (E == Emit::readout_add)
-        affine(batch::load_unaligned(c[k] + ic), s[k], batch::load_unaligned(out[k] + io))
-            .store_unaligned(out[k] + io);
+        affine(batch::load_unaligned(c + ic + k * W), s[k], batch::load_unaligned(out + io + k * W))
+            .store_unaligned(out + io + k * W);
     });
     if constexpr (!ConstA) ia += a_stride;
     ib += b_stride;
@@ -203,10 +204,10 @@ void recurrence_chains(const RecurrenceArgs<T>& r, const Chain<T>* ch, std::size
     if constexpr (E != Emit::none) io += out_stride;
   }
   if constexpr (E == Emit::states)
-    if (L > 0) s[K - 1].store_unaligned(out[K - 1] + io - out_stride);
+    if (L > 0) s[K - 1].store_unaligned(out + io - out_stride + (K - 1) * W);
   static_for<K>([&](auto k) {
-    s[k].store_unaligned(ch[k].h);
-    if constexpr (Prod) p[k].store_unaligned(ch[k].prod);
+    s[k].store_unaligned(ch.h + k * W);
+    if constexpr (Prod) p[k].store_unaligned(ch.prod + k * W);
   });
 }
 
