@@ -515,6 +515,8 @@ TEST_CASE("Checkpoint reads sharded weights through the index", "[io][checkpoint
 TEST_CASE("Checkpoint reports missing and inconsistent folders", "[io][checkpoint]") {
   TempDir dir;
   const std::string folder = dir.path.string(), where = "ssm::io::Checkpoint: ";
+  REQUIRE_THROWS_MATCHES(ssm::io::Checkpoint(""), std::runtime_error,
+                         Message(where + "the folder name is empty"));
   REQUIRE_THROWS_MATCHES(ssm::io::Checkpoint(dir / "nope"), std::runtime_error,
                          Message(where + (dir / "nope") + ": no such folder"));
   write_file(dir / "file", "x");

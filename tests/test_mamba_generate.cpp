@@ -118,6 +118,7 @@ TEST_CASE("mamba_generate ends bad arguments with a one-line error, exit code 1"
       {{"--model", model, "--prompt-ids", "5,256"},
        "ssm::MambaLM: token id 256 is outside the vocabulary [0, 256)"},
       {{"--model", missing}, "ssm::io::Checkpoint: " + missing + ": no such folder"},
+      {{"--model", ""}, "ssm::io::Checkpoint: the folder name is empty"},
       {{"--model", model, "--prompt-ids", "-1"},
        "--prompt-ids: expected an integer in [0, 2147483647], got '-1'"},
       {{"--model", model, "--prompt-ids", "1,,2"},

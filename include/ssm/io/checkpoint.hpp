@@ -43,11 +43,12 @@ class Checkpoint {
   /// Opens `folder`: reads config.json, then model.safetensors if present,
   /// else the shards of model.safetensors.index.json, validating each file
   /// and that every tensor of the index is in the shard it names. Throws
-  /// std::runtime_error if any of these is missing or malformed, or a shard
-  /// name is a path.
+  /// std::runtime_error if `folder` is empty, any of these is missing or
+  /// malformed, or a shard name is a path.
   explicit Checkpoint(const std::string& folder) : folder_(folder) {
     namespace fs = std::filesystem;
     std::error_code ec;
+    if (folder.empty()) throw std::runtime_error(where_ + ": the folder name is empty");
     if (!fs::exists(folder, ec)) fail(folder_, "no such folder");
     if (!fs::is_directory(folder, ec)) fail(folder_, "not a folder");
     const fs::path dir(folder);
