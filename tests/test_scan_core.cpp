@@ -6,28 +6,13 @@
 #include <ssm/linear_recurrence.hpp>
 
 #include "arch.hpp"
+#include "heap_count.hpp"
 #include "util.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <complex>
-#include <cstdlib>
-#include <new>
 #include <utility>
 #include <vector>
-
-// Heap allocations of this program, counted by its own operator new (the
-// array and nothrow forms call it): one thread's calls outside the row
-// sweeps promise none, and an error message built on every call, whether
-// thrown or not, once cost ~60 ns a call.
-static std::atomic<long> heap_allocations{0};
-void* operator new(std::size_t n) {
-  ++heap_allocations;
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
@@ -267,19 +252,20 @@ TEMPLATE_TEST_CASE("one thread allocates nothing outside the row sweeps", "[scan
   // One channel (the lane scan), bundles of chains with scalar tails (up to
   // rows just under 2 KiB: every bundle size), a readout; lengths 0, 1, 2
   // (the first with rows to check), a batch and more. Only the sweeps of
-  // rows of 2 KiB and more allocate: their states.
+  // rows of 2 KiB and more allocate: their states. (An error message built
+  // on every call, thrown or not, once cost ~60 ns a call.)
   constexpr std::size_t W = xsimd::batch<TestType>::size;
   for (std::size_t C : {std::size_t(1), W - 1, 4 * W + 3, 2048 / sizeof(TestType) - 4})
     for (std::size_t L : {std::size_t(0), std::size_t(1), std::size_t(2), W + 1, std::size_t(1000)}) {
       const auto at = std::ptrdiff_t(C);
       std::vector<TestType> a(L * C, TestType(0.9f)), b(L * C, TestType(0.1f)), out(L * C), h(C), y(L * 4);
-      const long before = heap_allocations;
+      const long before = test::heap_allocations;
       ssm::linear_recurrence<TestType>(L, C, {a.data(), at}, {b.data(), at}, h.data(), {out.data(), at}, 1);
       ssm::linear_recurrence<TestType>(L, C, {a.data(), 0}, {b.data(), at}, h.data(), {}, 1);
       if (C % 4 == 0)
         ssm::linear_recurrence_readout<TestType>(L, C, {a.data(), at}, {b.data(), at}, h.data(),
                                                  {a.data(), at}, C / 4, {y.data(), 4}, 1);
-      const long made = heap_allocations - before;
+      const long made = test::heap_allocations - before;
       INFO("L = " << L << ", " << C << " channels");
       CHECK(made == 0);
     }
