@@ -90,6 +90,12 @@ TEST_CASE("caches fork, resume and take several tokens at once", "[mamba][cache]
   check_fork_resume(ssm::MambaLM::load(data("mamba-tiny")), random_tokens(40, 256), GENERATE(1, 3, 17, 39));
 }
 
+TEST_CASE("after the first token, decoding and prompts allocate nothing", "[mamba][cache]") {
+  ssm::MambaLM m = ssm::MambaLM::load(data("mamba-tiny"));
+  m.threads = GENERATE(1, 2);
+  check_no_allocation_per_token(m, random_tokens(9, 256));
+}
+
 TEST_CASE("a Mamba workspace grown past 2 MiB gives the logits of a fresh one", "[mamba][pages]") {
   ssm::MambaConfig c;
   c.d_model = 64, c.n_layer = 2, c.vocab_size = 100, c.d_state = 16, c.d_inner = 256, c.dt_rank = 4;

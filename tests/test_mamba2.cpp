@@ -307,6 +307,14 @@ TEST_CASE("Mamba-2 caches fork, resume and take several tokens at once", "[mamba
   check_fork_resume(m, random_tokens(45, 128), GENERATE(1, 3, 16, 17, 44));
 }
 
+TEST_CASE("after the first token, Mamba-2 decoding and prompts allocate nothing", "[mamba2][cache]") {
+  ssm::Mamba2LM m = ssm::Mamba2LM::load(data("ref/m2_groups"));
+  m.threads = GENERATE(1, 2);
+  // the chunked form allocates its C B^T products once per prompt and layer
+  m.prefill = GENERATE(ssm::Mamba2Prefill::recurrent, ssm::Mamba2Prefill::chunked);
+  check_no_allocation_per_token(m, random_tokens(19, 128), m.prefill != ssm::Mamba2Prefill::chunked);
+}
+
 TEST_CASE("Mamba2LM rejects bad tokens, foreign caches and bad checkpoints", "[mamba2][errors]") {
   using Catch::Matchers::Contains;
   using Catch::Matchers::Message;
