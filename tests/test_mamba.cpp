@@ -146,7 +146,7 @@ TEST_CASE("MambaLM rejects bad tokens and foreign caches", "[mamba][errors]") {
 
 TEST_CASE("the decode kernel's row orders give the same bits, and automatic picks one",
           "[mamba][linear]") {
-  // Rows side by side or one after another: each row summed in the same
+  // Rows in several streams or one after another: each row summed in the same
   // order. A 4 MiB matrix takes part in the timing of automatic calls (half
   // its rows in each order) until the choice is made; every call's result
   // is the same.
@@ -162,7 +162,7 @@ TEST_CASE("the decode kernel's row orders give the same bits, and automatic pick
                         order);
     return Y;
   };
-  const std::vector<float> side = product(RowOrder::side_by_side);
+  const std::vector<float> side = product(RowOrder::streams);
   INFO("n " << n << " threads " << threads);
   CHECK(product(RowOrder::one_by_one) == side);
   for (int call = 0; call <= ssm::detail::RowOrderChoice::kTrials; ++call) CHECK(product(RowOrder::automatic) == side);
