@@ -26,8 +26,9 @@ using RowMatrixXf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::
 //   that reads fastest on Zen 5 (bench::read_bandwidth's 4 streams, 1 KiB
 //   ahead). Against 8 neighbouring rows side by side with the next 8
 //   prefetched (until stop 37): 26-27 -> 31-32 GB/s on one Zen 5 core,
-//   48-51 -> 62-64 on two, over a Mamba-1 130m token's matrices
-//   (bench/RESULTS.md, "Stop 37").
+//   48-51 -> 62-64 on two, over a Mamba-1 130m token's matrices; on an
+//   Emerald Rapids Xeon 20-21 -> 22, 35-41 -> 41-44 (bench/RESULTS.md,
+//   "Stop 37").
 // one_by_one: a row after another, one stream. On a Zen 4 VM, whose cores
 //   read one stream at 25-29 GB/s and several at 10-19, it read 22-28 GB/s
 //   where 8 rows side by side read 17-19 ("Stop 35").
