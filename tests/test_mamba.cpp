@@ -162,10 +162,10 @@ TEST_CASE("the decode kernel's row orders give the same bits, and automatic pick
                         order);
     return Y;
   };
-  const std::vector<float> side = product(RowOrder::streams);
+  const std::vector<float> streams = product(RowOrder::streams);
   INFO("n " << n << " threads " << threads);
-  CHECK(product(RowOrder::one_by_one) == side);
-  for (int call = 0; call <= ssm::detail::RowOrderChoice::kTrials; ++call) CHECK(product(RowOrder::automatic) == side);
+  CHECK(product(RowOrder::one_by_one) == streams);
+  for (int call = 0; call <= ssm::detail::RowOrderChoice::kTrials; ++call) CHECK(product(RowOrder::automatic) == streams);
   CHECK(ssm::detail::row_order_choice().chosen.load() != int(RowOrder::automatic));
 }
 
