@@ -75,12 +75,14 @@ class BestWindow {
   double best_ = 1e300;
 };
 
-// Vector FMA lanes per second with `threads` threads: 16 independent
+// Vector FMA lanes per second with `threads` threads: independent
 // accumulators per thread hide the FMA latency, so this is the throughput
-// of the FMA units (float lanes).
+// of the FMA units (float lanes). 16 where there are 32 vector registers
+// (AVX-512), 12 where there are 16: on AVX2, 16 accumulators and the two
+// operands spilled to the stack and Zen 3 measured 29 of its 51 G lanes/s.
 inline double fma_lanes_per_second(int threads) {
   using batch = xsimd::batch<float>;
-  constexpr int chains = 16;
+  constexpr int chains = sizeof(batch) >= 64 ? 16 : 12;
   const long iters = 1 << 22;
   std::vector<float> sink(std::size_t(threads) * batch::size, 0.f);
   const double s = best_time([&] {
@@ -101,11 +103,12 @@ inline double fma_lanes_per_second(int threads) {
 
 // Steps per second of one channel's lane scan (the scan core's kernel for a
 // single contiguous channel) with `threads` threads: its arithmetic alone
-// (scan_lanes, the carry's FMA and broadcast), in registers, on 6 chains
-// per thread with nothing to wait for. A single channel cannot run at one
-// FMA per step: its W steps in a batch need log2(W) doubling steps of two
-// shuffles and two multiplies, 18 vector operations per 16 steps on
-// AVX-512, and Zen 5 issues shuffles and FMAs at about the same rate.
+// (scan_lanes, the states' FMA, the carry as the kernel moves it), in
+// registers, on 6 chains per thread with nothing to wait for. A single
+// channel cannot run at one FMA per step: its W steps in a batch need
+// log2(W) doubling steps of two shuffles and two multiplies, 18 vector
+// operations per 16 steps on AVX-512 (Zen 5 issues shuffles and FMAs at
+// about the same rate) and 18 per 8 on AVX2.
 inline double lane_scan_steps_per_second(int threads) {
   using batch = xsimd::batch<float>;
   using index = xsimd::batch<std::uint32_t>;
@@ -130,8 +133,12 @@ inline double lane_scan_steps_per_second(int threads) {
       for (long i = 0; i < iters; ++i)
         ssm::detail::static_for<chains>([&](auto k) {
           ssm::detail::scan_lanes(a[k], b[k], masks.from);
-          b[k] = xsimd::fma(a[k], carry[k], b[k]);
-          carry[k] = xsimd::swizzle(b[k], last);
+          const batch h = xsimd::fma(a[k], carry[k], b[k]);
+          if constexpr (ssm::detail::carry_by_map<batch::arch_type>)
+            carry[k] = xsimd::fma(xsimd::swizzle(a[k], last), carry[k], xsimd::swizzle(b[k], last));
+          else
+            carry[k] = xsimd::swizzle(h, last);
+          b[k] = h;
         });
       batch sum(0.f);
       for (int k = 0; k < chains; ++k) sum += a[k] + b[k];
