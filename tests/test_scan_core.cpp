@@ -153,9 +153,11 @@ void check(const Case& k) {
 TEMPLATE_TEST_CASE("linear_recurrence matches a double loop on every shape", "[scan_core]", float,
                    double, std::complex<float>, std::complex<double>) {
   constexpr std::size_t W = xsimd::batch<TestType>::size;
-  // 4W + 3: a bundle of 4 chains and a tail; 150 and 16W + 5: bundles of 16 or
-  // 8 chains (as many as the registers hold) where the row is narrow enough
-  const std::size_t C = GENERATE_COPY(std::size_t(1), W - 1, W, W + 1, 4 * W + 3, std::size_t(150), 16 * W + 5);
+  // 4W + 3: a bundle of 4 chains and a tail; 8W + 3, 150 and 16W + 5:
+  // bundles of 16 or 8 chains (as many as the registers hold) where the row
+  // is narrow enough (under kSweepBytes), else sweeps
+  const std::size_t C = GENERATE_COPY(std::size_t(1), W - 1, W, W + 1, 4 * W + 3, 8 * W + 3,
+                                      std::size_t(150), 16 * W + 5);
   const std::size_t L = GENERATE(std::size_t(0), std::size_t(1), std::size_t(2), std::size_t(37), std::size_t(1000));
   const bool const_a = GENERATE(false, true);
   const bool store = GENERATE(false, true);
@@ -172,11 +174,12 @@ TEMPLATE_TEST_CASE("readout sums the groups without storing the states", "[scan_
 
 TEMPLATE_TEST_CASE("wide rows, swept a step at a time, on every mode", "[scan_core]", float,
                    std::complex<double>) {
-  // Rows of 1 KiB and more take recurrence_rows: C = 47 n just past that
-  // (float 282, complex<double> 94). n groups of 47: tails in every group;
+  // Rows of kSweepBytes and more take recurrence_rows: C = 47 n just past
+  // that (float: 517 with AVX-512, 141 with AVX2; complex<double> 141). n groups of 47: tails in every group;
   // 47 groups of n over 9000 steps take the time-chunked path (too narrow
   // for channel blocks), whose first pass and reruns sweep rows too.
-  const std::size_t n = (1024 / sizeof(TestType) + 46) / 47, C = 47 * n;
+  constexpr std::size_t sweep = ssm::detail::RecurrencePlan<xsimd::default_arch, TestType>::kSweepBytes;
+  const std::size_t n = (sweep / sizeof(TestType) + 46) / 47, C = 47 * n;
   const bool const_a = GENERATE(false, true);
   for (std::size_t L : {std::size_t(0), std::size_t(1), std::size_t(37)}) {
     check<TestType>({L, C, const_a, true, 0, 1});
@@ -250,12 +253,13 @@ TEMPLATE_TEST_CASE("rows of a page or more on two threads: time chunks if the ca
 TEMPLATE_TEST_CASE("one thread allocates nothing outside the row sweeps", "[scan_core]", float, double,
                    std::complex<float>) {
   // One channel (the lane scan), bundles of chains with scalar tails (up to
-  // rows just under 1 KiB: every bundle size), a readout; lengths 0, 1, 2
-  // (the first with rows to check), a batch and more. Only the sweeps of
-  // rows of 1 KiB and more allocate: their states. (An error message built
+  // rows just under kSweepBytes: every bundle size), a readout; lengths 0, 1,
+  // 2 (the first with rows to check), a batch and more. Only the sweeps of
+  // rows of kSweepBytes and more allocate: their states. (An error message built
   // on every call, thrown or not, once cost ~60 ns a call.)
   constexpr std::size_t W = xsimd::batch<TestType>::size;
-  for (std::size_t C : {std::size_t(1), W - 1, 4 * W + 3, 1024 / sizeof(TestType) - 4})
+  constexpr std::size_t sweep = ssm::detail::RecurrencePlan<xsimd::default_arch, TestType>::kSweepBytes;
+  for (std::size_t C : {std::size_t(1), W - 1, 4 * W + 3, sweep / sizeof(TestType) - 4})
     for (std::size_t L : {std::size_t(0), std::size_t(1), std::size_t(2), W + 1, std::size_t(1000)}) {
       const auto at = std::ptrdiff_t(C);
       std::vector<TestType> a(L * C, TestType(0.9f)), b(L * C, TestType(0.1f)), out(L * C), h(C), y(L * 4);

@@ -67,6 +67,27 @@ class RecurrencePlan {
  public:
   static constexpr std::size_t W = xsimd::batch<T, Arch>::size;
 
+  // The most chains run in lockstep: half the vector registers hold their
+  // states (32 registers with 64-byte batches, else 16). A row of up to
+  // kChains batches then streams through whole, step after step, where
+  // bundles of 4 walked a 256-byte column of it: one thread, Zen 5, 65536 x
+  // 256 floats 2.65 -> 3.4-3.5 G updates/s, 4096 x 128 6.4 -> 8.0. Complex
+  // chains (two registers each) stay at 4: in bundles of 8 they gained
+  // 1.1x-1.15x, for 3-4 s more of test_scan_core's sanitizer compile.
+  static constexpr std::size_t kChains =
+      is_complex_scalar<T>::value ? 4 : W * sizeof(T) == 64 ? 16 : 8;
+
+  // Rows at least this wide are swept step by step (recurrence_rows): a time
+  // tile of chains reads each row in as many passes as it takes bundles,
+  // and a chain's column crosses a page every step or few. Real rows from
+  // two widest bundles on (2 KiB of floats with AVX-512, 512 bytes with
+  // AVX2), complex ones from 2 KiB. Zen 3 (AVX2), swept against chains: 192
+  // and 256 channels 1.5x-2x, 384 1.1x-1.6x; 128 (two bundles) 0.7x-1.2x,
+  // 72-96 0.66x-0.91x. An Emerald Rapids Xeon (AVX-512): 256 channels (one
+  // bundle) 0.91x-0.96x swept, 384 1.03x-1.05x.
+  static constexpr std::size_t kSweepBytes =
+      is_complex_scalar<T>::value ? 2048 : 2 * kChains * W * sizeof(T);
+
   RecurrencePlan(const RecurrenceArgs<T>& r, std::size_t channels, std::size_t groups)
       : r_(r), C_(channels), groups_(groups) {
     r_.width = width_ = channels / groups;
@@ -192,23 +213,6 @@ class RecurrencePlan {
     return C_ == 1 && !readout_ && r_.b_stride == 1 && (r_.a_stride == 0 || r_.a_stride == 1) &&
            (!r_.out || r_.out_stride == 1) && !is_complex_scalar<T>::value;
   }
-
-  // Rows at least this wide are swept step by step (recurrence_rows): a
-  // chain's column would cross a page every step or few, and a time tile
-  // reads each row in as many passes as it has chain bundles. Rows of 1-2
-  // KiB (256 and 384 float channels) swept on Zen 3: 1.2x the chains in
-  // cache, 1.5x-1.6x beyond it.
-  static constexpr std::size_t kSweepBytes = 1024;
-
-  // The most chains run in lockstep: half the vector registers hold their
-  // states (32 registers with 64-byte batches, else 16). A row of up to
-  // kChains batches then streams through whole, step after step, where
-  // bundles of 4 walked a 256-byte column of it: one thread, Zen 5, 65536 x
-  // 256 floats 2.65 -> 3.4-3.5 G updates/s, 4096 x 128 6.4 -> 8.0. Complex
-  // chains (two registers each) stay at 4: in bundles of 8 they gained
-  // 1.1x-1.15x, for 3-4 s more of test_scan_core's sanitizer compile.
-  static constexpr std::size_t kChains =
-      is_complex_scalar<T>::value ? 4 : W * sizeof(T) == 64 ? 16 : 8;
 
   // Batches in the next bundle (chains run in lockstep), `left` batches to
   // go: the widest bundle that fits (kChains, kChains / 2, ..., 4), else all
