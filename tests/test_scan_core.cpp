@@ -175,9 +175,10 @@ TEMPLATE_TEST_CASE("readout sums the groups without storing the states", "[scan_
 TEMPLATE_TEST_CASE("wide rows, swept a step at a time, on every mode", "[scan_core]", float,
                    std::complex<double>) {
   // Rows of kSweepBytes and more take recurrence_rows: C = 47 n just past
-  // that (float: 517 with AVX-512, 141 with AVX2; complex<double> 141). n groups of 47: tails in every group;
-  // 47 groups of n over 9000 steps take the time-chunked path (too narrow
-  // for channel blocks), whose first pass and reruns sweep rows too.
+  // that (float: 517 with AVX-512, 141 with AVX2; complex<double> 141). n
+  // groups of 47: tails in every group; 47 groups of n over 9000 steps take
+  // the time-chunked path (too narrow for channel blocks), whose first pass
+  // and reruns sweep rows too.
   constexpr std::size_t sweep = ssm::detail::RecurrencePlan<xsimd::default_arch, TestType>::kSweepBytes;
   const std::size_t n = (sweep / sizeof(TestType) + 46) / 47, C = 47 * n;
   const bool const_a = GENERATE(false, true);
@@ -255,8 +256,8 @@ TEMPLATE_TEST_CASE("one thread allocates nothing outside the row sweeps", "[scan
   // One channel (the lane scan), bundles of chains with scalar tails (up to
   // rows just under kSweepBytes: every bundle size), a readout; lengths 0, 1,
   // 2 (the first with rows to check), a batch and more. Only the sweeps of
-  // rows of kSweepBytes and more allocate: their states. (An error message built
-  // on every call, thrown or not, once cost ~60 ns a call.)
+  // rows of kSweepBytes and more allocate: their states. (An error message
+  // built on every call, thrown or not, once cost ~60 ns a call.)
   constexpr std::size_t W = xsimd::batch<TestType>::size;
   constexpr std::size_t sweep = ssm::detail::RecurrencePlan<xsimd::default_arch, TestType>::kSweepBytes;
   for (std::size_t C : {std::size_t(1), W - 1, 4 * W + 3, sweep / sizeof(TestType) - 4})
