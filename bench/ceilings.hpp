@@ -134,10 +134,7 @@ inline double lane_scan_steps_per_second(int threads) {
         ssm::detail::static_for<chains>([&](auto k) {
           ssm::detail::scan_lanes(a[k], b[k], masks.from);
           const batch h = xsimd::fma(a[k], carry[k], b[k]);
-          if constexpr (ssm::detail::carry_by_map<batch::arch_type>)
-            carry[k] = xsimd::fma(xsimd::swizzle(a[k], last), carry[k], xsimd::swizzle(b[k], last));
-          else
-            carry[k] = xsimd::swizzle(h, last);
+          carry[k] = ssm::detail::next_carry(a[k], b[k], h, carry[k], last);
           b[k] = h;
         });
       batch sum(0.f);

@@ -458,6 +458,17 @@ struct LaneMasks {
 template <class Arch>
 inline constexpr bool carry_by_map = std::is_base_of<xsimd::avx2, Arch>::value;
 
+// The carry into the next batch, in every lane: a and b scanned by
+// scan_lanes, hv = a carry + b the batch's states, last: LastLane's swizzle.
+template <class batch, class Last>
+SSM_ALWAYS_INLINE batch next_carry(const batch& a, const batch& b, const batch& hv,
+                                   const batch& carry, const Last& last) {
+  if constexpr (carry_by_map<typename batch::arch_type>)
+    return xsimd::fma(xsimd::swizzle(a, last), carry, xsimd::swizzle(b, last));
+  else
+    return xsimd::swizzle(hv, last);
+}
+
 // A single channel stored contiguously (stride 1), real T: one channel has
 // no parallelism across channels, so the time steps of a batch are combined
 // by scan_lanes and the carry from the previous batch applied with one FMA;
@@ -497,18 +508,15 @@ void recurrence_contiguous(const RecurrenceArgs<T>& r, T& h, T& prod, std::size_
     scan_lanes(a, b, masks.from);
     const batch hv = xsimd::fma(a, carry, b);
     if constexpr (Store) pending = hv;
-    const batch a_all = xsimd::swizzle(a, last);
-    if constexpr (carry_by_map<Arch>)
-      carry = xsimd::fma(a_all, carry, xsimd::swizzle(b, last));
-    else
-      carry = xsimd::swizzle(hv, last);
     if constexpr (Prod) {
       // the flush (an and, a compare and a blend) on every batch made the
       // product's chain the longer of the two (the time-chunked scan's later
       // chunks ran 1.36x slower than the first); every 4th batch suffices
       // to keep the product out of the subnormals for all but 4 batches
+      const batch a_all = xsimd::swizzle(a, last);
       p = t % (4 * W) == 3 * W ? flushed_product(p, a_all) : p * a_all;
     }
+    carry = next_carry(a, b, hv, carry, last);
   }
   if constexpr (Store)
     if (t > 0) pending.store_unaligned(r.out + t - W);
