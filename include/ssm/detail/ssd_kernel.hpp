@@ -231,21 +231,34 @@ inline void ssd_columns_scalar(const SsdBlock& k, std::size_t p0, std::size_t p1
     for (std::size_t p = p0; p < p1; ++p) k.state[n * k.P + p] *= k.out_scale;
 }
 
-// Tiles of R rows (then single rows) of PV-batch column blocks.
+// Tiles of R rows of a PV-batch column block, then of 4 rows, then single
+// rows: as many of R as leave a multiple of 4 where that is possible (with
+// R = 5, 64 rows are 12 x 5 + 4 and 128 are 24 x 5 + 2 x 4).
 template <class Arch, std::size_t R, std::size_t PV>
 void ssd_column_block(const SsdBlock& k, std::size_t p0) {
   const std::size_t N = k.N;
+  std::size_t tiles = N / R;
+  while (tiles > 0 && (N - tiles * R) % 4 != 0) --tiles;
+  if ((N - tiles * R) % 4 != 0) tiles = N / R;
   std::size_t n0 = 0;
-  for (; n0 + R <= N; n0 += R) ssd_tile<Arch, R, PV>(k, n0, p0, n0 == 0, n0 + R == N);
+  for (; n0 < tiles * R; n0 += R) ssd_tile<Arch, R, PV>(k, n0, p0, n0 == 0, n0 + R == N);
+  if constexpr (R != 4)
+    for (; n0 + 4 <= N; n0 += 4) ssd_tile<Arch, 4, PV>(k, n0, p0, n0 == 0, n0 + 4 == N);
   for (; n0 < N; ++n0) ssd_tile<Arch, 1, PV>(k, n0, p0, n0 == 0, n0 + 1 == N);
 }
 
-// The block over all states: columns in blocks of PV batches (4 with 32
-// vector registers: a 4 x 4 tile, 16 state registers), then the rest.
+// The block over all states: columns in blocks of PV batches, then the
+// rest. With 32 vector registers a 4 x 4 tile (16 state registers); with 16
+// (AVX2), 5 x 2 (10 state registers, 15 in all). There, what bounds the
+// tile is its loads, and mostly the broadcasts of B and C (a 4 x 2 tile
+// ran at 0.83 of the FMA ceiling alone, 0.97-0.98 with them from
+// registers): per FMA it loads 1 / PV broadcasts and 1.5 / R rows of x
+// and the partial readouts, 0.875 with 4 x 2, 0.8 with 5 x 2 (0.88 of the
+// ceiling alone, on Zen 3).
 template <class Arch>
 void ssd_block(const SsdBlock& k) {
   using batch = xsimd::batch<float, Arch>;
-  constexpr std::size_t W = batch::size, R = 4, PV = W >= 16 ? 4 : 2;
+  constexpr std::size_t W = batch::size, R = W >= 16 ? 4 : 5, PV = W >= 16 ? 4 : 2;
   if (k.N == 0) {  // no states: y = D x
     for (std::size_t t = 0; t < k.T; ++t)
       for (std::size_t p = 0; p < k.P; ++p)
