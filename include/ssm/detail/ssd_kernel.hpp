@@ -35,8 +35,14 @@ namespace ssm::detail {
 constexpr float ssd_scale_floor = -32.f;
 
 // Steps of one time block: a block's rows of x, B and C and its partial
-// readouts stay in L1 or L2 while every state tile passes over them.
-constexpr std::size_t ssd_time_block = 64;
+// readouts stay in L1 or L2 while every state tile passes over them. 32
+// below AVX-512: there a column block is a quarter of a head of 64, and
+// each reads all of the block's scaled B and C again (2 x 64 x N floats at
+// 64 steps: 32 KiB at N = 64, Zen 3's whole L1). The tiles alone on Zen 3,
+// N = 64 / 128: 0.88 / 0.82 of the FMA ceiling at 64 steps, 0.93 / 0.91
+// at 32, 0.87 / 0.84 at 16.
+template <class Arch>
+constexpr std::size_t ssd_time_block = xsimd::batch<float, Arch>::size >= 16 ? 64 : 32;
 
 // How dt is made from the projection's raw value (transformers' Mamba-2):
 // dt = clamp(softplus(raw + bias), lo, hi); NaN stays NaN.
@@ -324,8 +330,8 @@ void pack_rows(const float* from, std::ptrdiff_t stride, std::size_t n, std::siz
   }
 }
 
-// Steps [t0, t0 + n) of a head (n <= ssd_time_block): the step sizes and
-// the scales s (log2 s a running sum, then 2^k 2^r with k = round(log2 s)
+// Steps [t0, t0 + n) of a head (n <= ssd_time_block<Arch>): the step sizes
+// and the scales s (log2 s a running sum, then 2^k 2^r with k = round(log2 s)
 // and r the rest: both exact in float; one exp2 per step, vectorized), the
 // scaled B, then the tiles. c: log2 s, carried from block to block. The tiles
 // read C from `C_packed` (the block's rows of C packed by the caller, n x N,
@@ -340,7 +346,7 @@ void ssd_head_block(const SsdHead& h, std::size_t t0, std::size_t n, double& c, 
                     const float* C_packed = nullptr, bool stream_y = false) {
   using batch = xsimd::batch<float, Arch>;
   constexpr std::size_t W = batch::size;
-  const std::size_t T = ssd_time_block;
+  const std::size_t T = ssd_time_block<Arch>;
   s.partial.resize(T * h.P);
   s.bs.resize(T * h.N);
   s.dt.resize(T);
@@ -422,23 +428,24 @@ void ssd_heads_recurrent(const Heads& heads, std::size_t j0, std::size_t j1, std
     return large && reinterpret_cast<std::uintptr_t>(h.y) % (W * sizeof(float)) == 0 &&
            h.y_ts % std::ptrdiff_t(W) == 0;
   };
-  for (std::size_t t0 = 0; t0 < L; t0 += ssd_time_block) {
-    const std::size_t n = std::min(ssd_time_block, L - t0);
+  constexpr std::size_t T = ssd_time_block<Arch>;
+  for (std::size_t t0 = 0; t0 < L; t0 += T) {
+    const std::size_t n = std::min(T, L - t0);
     const float* packed = nullptr;  // the rows of C now in s.C
     for (std::size_t j = j0; j < j1; ++j) {
       const SsdHead h = heads(j);
       const float* C = h.C + std::ptrdiff_t(t0) * h.C_ts;
       if (C != packed) {
-        s.C.resize(ssd_time_block * h.N);
+        s.C.resize(T * h.N);
         pack_rows<Arch>(C, h.C_ts, n, h.N, s.C.data());
         packed = C;
       }
       // the next head's rows (and the next block's B and C), during this
       // head's block: strided rows the hardware prefetchers miss
-      const std::size_t nj = j + 1 < j1 ? j + 1 : j0, nt0 = j + 1 < j1 ? t0 : t0 + ssd_time_block;
+      const std::size_t nj = j + 1 < j1 ? j + 1 : j0, nt0 = j + 1 < j1 ? t0 : t0 + T;
       if (nt0 < L) {
         const SsdHead next = heads(nj);
-        prefetch_head_rows(next, nt0, std::min(ssd_time_block, L - nt0), nt0 != t0, !streams(next));
+        prefetch_head_rows(next, nt0, std::min(T, L - nt0), nt0 != t0, !streams(next));
       }
       ssd_head_block<Arch>(h, t0, n, carry[j - j0], s, s.C.data(), streams(h));
     }
