@@ -48,7 +48,8 @@ double fma_lanes(int threads) {
 struct Problem {
   std::size_t L, H, P = 64, N;
   ssm::detail::PagedRows rows, y;
-  std::vector<float> A, D, bias, state;
+  std::vector<float> A, D, bias;
+  ssm::detail::SsdScratch::Buffer state;  // on a cache line, as SsdArgs::state advises
   ssm::SsdArgs args;
 
   Problem(std::size_t L_, std::size_t H_, std::size_t N_) : L(L_), H(H_), N(N_) {

@@ -58,7 +58,10 @@ struct SsdArgs {
   /// optional (batch, heads, N, head_dim): the initial state on entry, the
   /// final one on return (zero initial state when null). n-major:
   /// h[b, h, n, p] at state[b * state_batch_stride + (h * N + n) * head_dim + p],
-  /// the transpose of transformers' (head_dim, N) per head.
+  /// the transpose of transformers' (head_dim, N) per head. On a cache line
+  /// (64 bytes; a large std::vector's data is 16 bytes past one) with
+  /// head_dim a multiple of 16, no row of it straddles two lines:
+  /// ssd_recurrent ran 5%-10% faster so on a Zen 3 (bench/RESULTS.md).
   float* state = nullptr;
   std::ptrdiff_t state_batch_stride = 0;
 
@@ -128,7 +131,8 @@ inline int ssd_threads(const SsdArgs& p, int threads) {
 
 /// The recurrent form: each (sequence, head) pair steps through its L steps
 /// with its P x N state (SIMD over head_dim, a state tile in registers for
-/// 64 steps at a time, all of a thread's heads block by block), pairs split
+/// a block of 64 steps, 32 below AVX-512, all of a thread's heads block by
+/// block), pairs split
 /// over `threads` threads (<= 0: OpenMP's maximum; 1 below 2^17 state
 /// updates or inside a parallel region). Agrees with a
 /// double-precision loop to ~1e-6 of the scale of y (tests/test_ssd.cpp).
@@ -148,7 +152,7 @@ void ssd_recurrent(const SsdArgs& p, int threads = 0) {
   const std::size_t jobs = p.batch * p.heads, NP = p.N * p.head_dim;
   [[maybe_unused]] const int nt = detail::ssd_threads(p, threads);
   // every head's state when none is given, shared by the threads
-  std::vector<float> zero_states(p.state ? 0 : jobs * NP, 0.f);
+  detail::SsdScratch::Buffer zero_states(p.state ? 0 : jobs * NP, 0.f);
   detail::ParallelErrors errors;
   SSM_OMP(parallel num_threads(nt) if (nt > 1))
   {
