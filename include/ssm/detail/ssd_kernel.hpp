@@ -244,8 +244,11 @@ template <class Arch, std::size_t R, std::size_t PV>
 void ssd_column_block(const SsdBlock& k, std::size_t p0) {
   const std::size_t N = k.N;
   std::size_t tiles = N / R;
-  while (tiles > 0 && (N - tiles * R) % 4 != 0) --tiles;
-  if ((N - tiles * R) % 4 != 0) tiles = N / R;
+  if constexpr (R != 4) {
+    std::size_t fewer = tiles;
+    while (fewer > 0 && (N - fewer * R) % 4 != 0) --fewer;
+    if ((N - fewer * R) % 4 == 0) tiles = fewer;
+  }
   std::size_t n0 = 0;
   for (; n0 < tiles * R; n0 += R) ssd_tile<Arch, R, PV>(k, n0, p0, n0 == 0, n0 + R == N);
   if constexpr (R != 4)
