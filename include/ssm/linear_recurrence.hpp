@@ -518,7 +518,12 @@ void run_recurrence(const RecurrenceArgs<T>& args, std::size_t L, std::size_t ch
   const int threads = resolve_threads(requested_threads);
   // Below ~64K state updates a thread costs more than it saves.
   const bool worth_threads = threads > 1 && L * channels >= (std::size_t(1) << 16);
-  const bool time_splits = L >= std::size_t(threads) * kMinStepsPerTimeChunk;
+  // Rows of a page or more on two threads split time from 1024 steps a
+  // thread: 2048-4096 steps of 1024-4096 floats ran 1.2x-1.9x faster so
+  // than in channel blocks on a Zen 3 VM (bench/RESULTS.md, "Stop 39").
+  const bool wide_pair = threads == 2 && channels * sizeof(T) >= 4096;
+  const std::size_t min_steps = wide_pair ? kMinStepsPerTimeChunk / 4 : kMinStepsPerTimeChunk;
+  const bool time_splits = L >= std::size_t(threads) * min_steps;
   if (worth_threads && plan.width() >= std::size_t(threads) * 4 * W &&
       !(time_splits && time_chunks_cheaper(plan, args, L, channels, threads)))
     run_channel_parallel(plan, L, h, threads);
