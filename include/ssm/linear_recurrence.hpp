@@ -481,6 +481,13 @@ void run_time_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, std::
   std::copy(h_end, h_end + C, h);
 }
 
+// Rows of a page (4 KiB) or more: their own rules for splitting across
+// threads (time_chunks_cheaper, run_recurrence).
+template <class T>
+constexpr bool page_rows(std::size_t channels) {
+  return channels * sizeof(T) >= 4096;
+}
+
 // Whether time chunks beat channel blocks although there are channels
 // enough for the threads. Channel blocks put every thread on every row:
 // two threads streaming halves of each row moved 1.2x-1.5x the bytes of one
@@ -498,7 +505,7 @@ void run_time_parallel(const RecurrencePlan<Arch, T>& plan, std::size_t L, std::
 template <class Arch, class T>
 bool time_chunks_cheaper(const RecurrencePlan<Arch, T>& plan, const RecurrenceArgs<T>& args,
                          std::size_t L, std::size_t channels, int threads) {
-  const bool wide = channels * sizeof(T) >= 4096;
+  const bool wide = page_rows<T>(channels);
   if (!plan.writes()) return !wide;
   if (plan.overwrites_inputs(L)) return false;  // pass 2 reruns every chunk
   if (wide && threads != 2) return false;
@@ -521,7 +528,7 @@ void run_recurrence(const RecurrenceArgs<T>& args, std::size_t L, std::size_t ch
   // Rows of a page or more on two threads split time from 1024 steps a
   // thread: 2048-4096 steps of 1024-4096 floats ran 1.2x-1.9x faster so
   // than in channel blocks on a Zen 3 VM (bench/RESULTS.md, "Stop 39").
-  const bool wide_pair = threads == 2 && channels * sizeof(T) >= 4096;
+  const bool wide_pair = threads == 2 && page_rows<T>(channels);
   const std::size_t min_steps = wide_pair ? kMinStepsPerTimeChunk / 4 : kMinStepsPerTimeChunk;
   const bool time_splits = L >= std::size_t(threads) * min_steps;
   if (worth_threads && plan.width() >= std::size_t(threads) * 4 * W &&
