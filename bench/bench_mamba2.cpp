@@ -115,7 +115,7 @@ void BM_SsdRecurrent(benchmark::State& st) {
 // on average over its heads (8% of the steps; 2^-32 floor).
 void BM_SsdTile(benchmark::State& st) {
   using Buffer = ssm::detail::SsdScratch::Buffer;
-  const auto N = std::size_t(st.range(0)), T = ssm::detail::ssd_time_block<xsimd::default_arch>, P = std::size_t(64);
+  const auto N = std::size_t(st.range(0)), T = ssm::detail::ssd_time_block, P = std::size_t(64);
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> u(-0.1f, 0.1f);
   Buffer x(T * P), bs(T * N), C(T * N), scale(T, 1.f), mult(T, 1.f), partial(T * P), y(T * P), state(N * P, 0.f);

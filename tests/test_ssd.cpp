@@ -127,7 +127,8 @@ constexpr double tolerance = 1e-6;
 TEST_CASE("ssd_recurrent matches the double-precision loop", "[ssd]") {
   // head_dim below, at and around the batch widths, state sizes around the
   // tile heights (AVX2: 5, then 4, then 1; 0: no state, y = D x), lengths
-  // around the time blocks (32 steps below AVX-512, 64 with it)
+  // around the time blocks of 32 steps (63, 64, 65: two blocks, a step
+  // either side)
   const std::size_t P = GENERATE(1, 7, 16, 24, 64, 67);
   const std::size_t N = GENERATE(0, 1, 5, 7, 16, 64, 128);
   const std::size_t L = GENERATE(1, 2, 63, 64, 65, 150);

@@ -35,14 +35,13 @@ namespace ssm::detail {
 constexpr float ssd_scale_floor = -32.f;
 
 // Steps of one time block: a block's rows of x, B and C and its partial
-// readouts stay in L1 or L2 while every state tile passes over them. 32
-// below AVX-512: there a column block is a quarter of a head of 64, and
-// each reads all of the block's scaled B and C again (2 x 64 x N floats at
-// 64 steps: 32 KiB at N = 64, Zen 3's whole L1). The tiles alone on Zen 3,
-// N = 64 / 128: 0.88 / 0.82 of the FMA ceiling at 64 steps, 0.93 / 0.91
-// at 32, 0.87 / 0.84 at 16.
-template <class Arch>
-constexpr std::size_t ssd_time_block = xsimd::batch<float, Arch>::size >= 16 ? 64 : 32;
+// readouts stay in L1 while every state tile passes over them, and each
+// column block of a head reads all of the block's scaled B and C again
+// (2 x T x N floats: 32 KiB at T = 64, N = 64, all of Zen 3's L1). The
+// tiles alone on Zen 3, N = 64 / 128: 0.88 / 0.82 of the FMA ceiling at 64
+// steps, 0.93 / 0.91 at 32, 0.87 / 0.84 at 16; the whole kernel on a Xeon
+// (AVX-512), 32 steps against 64: 1.00x-1.18x (bench/RESULTS.md, stop 40).
+constexpr std::size_t ssd_time_block = 32;
 
 // How dt is made from the projection's raw value (transformers' Mamba-2):
 // dt = clamp(softplus(raw + bias), lo, hi); NaN stays NaN.
@@ -333,7 +332,7 @@ void pack_rows(const float* from, std::ptrdiff_t stride, std::size_t n, std::siz
   }
 }
 
-// Steps [t0, t0 + n) of a head (n <= ssd_time_block<Arch>): the step sizes
+// Steps [t0, t0 + n) of a head (n <= ssd_time_block): the step sizes
 // and the scales s (log2 s a running sum, then 2^k 2^r with k = round(log2 s)
 // and r the rest: both exact in float; one exp2 per step, vectorized), the
 // scaled B, then the tiles. c: log2 s, carried from block to block. The tiles
@@ -349,7 +348,7 @@ void ssd_head_block(const SsdHead& h, std::size_t t0, std::size_t n, double& c, 
                     const float* C_packed = nullptr, bool stream_y = false) {
   using batch = xsimd::batch<float, Arch>;
   constexpr std::size_t W = batch::size;
-  const std::size_t T = ssd_time_block<Arch>;
+  const std::size_t T = ssd_time_block;
   s.partial.resize(T * h.P);
   s.bs.resize(T * h.N);
   s.dt.resize(T);
@@ -431,7 +430,7 @@ void ssd_heads_recurrent(const Heads& heads, std::size_t j0, std::size_t j1, std
     return large && reinterpret_cast<std::uintptr_t>(h.y) % (W * sizeof(float)) == 0 &&
            h.y_ts % std::ptrdiff_t(W) == 0;
   };
-  constexpr std::size_t T = ssd_time_block<Arch>;
+  constexpr std::size_t T = ssd_time_block;
   for (std::size_t t0 = 0; t0 < L; t0 += T) {
     const std::size_t n = std::min(T, L - t0);
     const float* packed = nullptr;  // the rows of C now in s.C
