@@ -131,9 +131,9 @@ inline int ssd_threads(const SsdArgs& p, int threads) {
 
 /// The recurrent form: each (sequence, head) pair steps through its L steps
 /// with its P x N state (SIMD over head_dim, a state tile in registers for
-/// a block of 64 steps, 32 below AVX-512, all of a thread's heads block by
-/// block), pairs split over `threads` threads (<= 0: OpenMP's maximum; 1
-/// below 2^17 state updates or inside a parallel region). Agrees with a
+/// a block of 32 steps, all of a thread's heads block by block), pairs
+/// split over `threads` threads (<= 0: OpenMP's maximum; 1 below 2^17
+/// state updates or inside a parallel region). Agrees with a
 /// double-precision loop to ~1e-6 of the scale of y (tests/test_ssd.cpp).
 /// NaN in x or dt propagates. Bad sizes (groups 0 or not dividing heads),
 /// missing operands, an A that is > 0 or not finite, dt limits outside

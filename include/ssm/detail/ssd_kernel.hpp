@@ -40,7 +40,7 @@ constexpr float ssd_scale_floor = -32.f;
 // (2 x T x N floats: 32 KiB at T = 64, N = 64, all of Zen 3's L1). The
 // tiles alone on Zen 3, N = 64 / 128: 0.88 / 0.82 of the FMA ceiling at 64
 // steps, 0.93 / 0.91 at 32, 0.87 / 0.84 at 16; the whole kernel on a Xeon
-// (AVX-512), 32 steps against 64: 1.00x-1.18x (bench/RESULTS.md, stop 40).
+// (AVX-512), 32 steps against 64: 1.00x-1.18x (bench/RESULTS.md, "Stop 40").
 constexpr std::size_t ssd_time_block = 32;
 
 // How dt is made from the projection's raw value (transformers' Mamba-2):
