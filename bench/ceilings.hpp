@@ -29,7 +29,10 @@ inline void set_threads(int t) {
   Eigen::setNbThreads(t);
 }
 
-// Seconds of the fastest of `reps` runs of f (at least 20 ms of runs).
+// Seconds of the fastest of `reps` runs of f (at least 20 ms of runs). The
+// compute ceilings take 10: their runs last ~10 ms, and on a shared VM a
+// vCPU taken away for a few of them halved a two-thread ceiling (the
+// Mamba-2 kernel's, 25.7 G updates/s against 51.2 on a Zen 3 VM).
 template <class F>
 double best_time(F&& f, int reps = 5) {
   double best = 1e30, total = 0;
@@ -97,7 +100,7 @@ inline double fma_lanes_per_second(int threads) {
       for (int k = 0; k < chains; ++k) sum += acc[k];
       sum.store_unaligned(sink.data() + std::size_t(ssm::detail::thread_index()) * batch::size);
     }
-  }, 3);
+  }, 10);
   return double(iters) * chains * batch::size * threads / s;
 }
 
@@ -141,7 +144,7 @@ inline double lane_scan_steps_per_second(int threads) {
       for (int k = 0; k < chains; ++k) sum += a[k] + b[k];
       sum.store_unaligned(sink.data() + me * batch::size);
     }
-  }, 3);
+  }, 10);
   return double(iters) * chains * batch::size * threads / s;
 }
 
