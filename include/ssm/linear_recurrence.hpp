@@ -173,10 +173,16 @@ class RecurrencePlan {
           }
           c += k * W;
         }
-        for (; c < c1; ++c) {
-          T p(1);
-          if (prod) run_scalar<true>(r, state[c], &p, len, c, e), prod[c] = flushed_product(prod[c], p);
-          else run_scalar<false>(r, state[c], nullptr, len, c, e);
+        while (c < c1) {  // the rest, 4 channels at a time, then one
+          const std::size_t k = c1 - c >= 4 ? 4 : 1;
+          T p[4];
+          if (prod) {
+            run_scalar<true>(r, state + c, p, len, c, k, e);
+            for (std::size_t i = 0; i < k; ++i) prod[c + i] = flushed_product(prod[c + i], p[i]);
+          } else {
+            run_scalar<false>(r, state + c, nullptr, len, c, k, e);
+          }
+          c += k;
         }
       }
     }
@@ -306,19 +312,21 @@ class RecurrencePlan {
     });
   }
 
+  // k = 4 or 1 channels from c, their states at h (and products at prod)
   template <bool Prod>
-  void run_scalar(const RecurrenceArgs<T>& r, T& h, T* prod, std::size_t len, std::size_t c,
-                  Emit e) const {
-    T unused;
-    T& p = prod ? *prod : unused;
+  void run_scalar(const RecurrenceArgs<T>& r, T* h, T* prod, std::size_t len, std::size_t c,
+                  std::size_t k, Emit e) const {
     with_flag(r.a_stride == 0, [&](auto const_a) {
-      constexpr bool CA = decltype(const_a)::value;
-      switch (e) {
-        case Emit::none: recurrence_scalar<CA, Emit::none, Prod>(r, h, p, len, c); break;
-        case Emit::states: recurrence_scalar<CA, Emit::states, Prod>(r, h, p, len, c); break;
-        case Emit::readout_first: recurrence_scalar<CA, Emit::readout_first, Prod>(r, h, p, len, c); break;
-        case Emit::readout_add: recurrence_scalar<CA, Emit::readout_add, Prod>(r, h, p, len, c); break;
-      }
+      with_flag(k == 4, [&](auto four) {
+        constexpr bool CA = decltype(const_a)::value;
+        constexpr std::size_t K = decltype(four)::value ? 4 : 1;
+        switch (e) {
+          case Emit::none: recurrence_scalar<K, CA, Emit::none, Prod>(r, h, prod, len, c); break;
+          case Emit::states: recurrence_scalar<K, CA, Emit::states, Prod>(r, h, prod, len, c); break;
+          case Emit::readout_first: recurrence_scalar<K, CA, Emit::readout_first, Prod>(r, h, prod, len, c); break;
+          case Emit::readout_add: recurrence_scalar<K, CA, Emit::readout_add, Prod>(r, h, prod, len, c); break;
+        }
+      });
     });
   }
 
