@@ -307,9 +307,9 @@ void recurrence_rows(const RecurrenceArgs<T>& r, std::size_t groups, std::size_t
 // K channels [channel, channel + K) over L steps from step 0 of r, a
 // scalar chain each: the channels that do not fill a batch. h and prod
 // hold those channels' states and products. The K chains are independent,
-// so their latencies overlap: one channel at a time, every step waited on
-// the last FMA (60 channels, 1024 steps on a Zen 3: the 4 left over took
-// 0.8x the time of the 56 in batches).
+// so their latencies overlap. One channel at a time, every step waits on
+// the last FMA: 1024 steps of 60 channels took 23 us on a Zen 3 against
+// 12.5 for 56 (all in batches); 4 side by side, 18 us.
 template <std::size_t K, bool ConstA, Emit E, bool Prod, class T>
 void recurrence_scalar(const RecurrenceArgs<T>& r, T* h, T* prod, std::size_t L,
                        std::size_t channel) {
