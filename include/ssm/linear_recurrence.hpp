@@ -181,8 +181,8 @@ class RecurrencePlan {
           }
           c += k * W;
         }
-        while (c < c1) {  // the rest, 4 channels at a time, then one
-          const std::size_t k = c1 - c >= 4 ? 4 : 1;
+        while (c < c1) {  // the rest, up to 4 channels at a time
+          const std::size_t k = std::min<std::size_t>(4, c1 - c);
           T p[4];
           if (prod) {
             run_scalar<true>(r, state + c, p, len, c, k, e);
@@ -320,21 +320,27 @@ class RecurrencePlan {
     });
   }
 
-  // k = 4 or 1 channels from c, their states at h (and products at prod)
+  // k = 1 to 4 channels from c, their states at h (and products at prod)
   template <bool Prod>
   void run_scalar(const RecurrenceArgs<T>& r, T* h, T* prod, std::size_t len, std::size_t c,
                   std::size_t k, Emit e) const {
     with_flag(r.a_stride == 0, [&](auto const_a) {
-      with_flag(k == 4, [&](auto four) {
-        constexpr bool CA = decltype(const_a)::value;
-        constexpr std::size_t K = decltype(four)::value ? 4 : 1;
+      constexpr bool CA = decltype(const_a)::value;
+      const auto go = [&](auto chains) {
+        constexpr std::size_t K = decltype(chains)::value;
         switch (e) {
           case Emit::none: recurrence_scalar<K, CA, Emit::none, Prod>(r, h, prod, len, c); break;
           case Emit::states: recurrence_scalar<K, CA, Emit::states, Prod>(r, h, prod, len, c); break;
           case Emit::readout_first: recurrence_scalar<K, CA, Emit::readout_first, Prod>(r, h, prod, len, c); break;
           case Emit::readout_add: recurrence_scalar<K, CA, Emit::readout_add, Prod>(r, h, prod, len, c); break;
         }
-      });
+      };
+      switch (k) {
+        case 4: go(std::integral_constant<std::size_t, 4>{}); break;
+        case 3: go(std::integral_constant<std::size_t, 3>{}); break;
+        case 2: go(std::integral_constant<std::size_t, 2>{}); break;
+        default: go(std::integral_constant<std::size_t, 1>{}); break;
+      }
     });
   }
 
