@@ -160,7 +160,7 @@ class RecurrencePlan {
     const bool one_pass = n % W == 0 && chain_bundle(n / W, prod != nullptr) * W == n;
     const std::size_t tile = one_pass ? std::max<std::size_t>(64, (std::size_t(128) << 10) / row_bytes)
                                       : std::max<std::size_t>(16, (std::size_t(24) << 10) / row_bytes);
-    T tile_prod[4 * W];  // products of one tile's chains, multiplied into prod
+    T tile_prod[4 * W];  // products of one tile's chains (or scalar rest), multiplied into prod
     for (std::size_t s = t0; s < t1; s += tile) {
       const std::size_t len = std::min(tile, t1 - s);
       const RecurrenceArgs<T> r = r_.from(s);
@@ -183,10 +183,9 @@ class RecurrencePlan {
         }
         while (c < c1) {  // the rest, up to 4 channels at a time
           const std::size_t k = std::min<std::size_t>(4, c1 - c);
-          T p[4];
           if (prod) {
-            run_scalar<true>(r, state + c, p, len, c, k, e);
-            for (std::size_t i = 0; i < k; ++i) prod[c + i] = flushed_product(prod[c + i], p[i]);
+            run_scalar<true>(r, state + c, tile_prod, len, c, k, e);
+            for (std::size_t i = 0; i < k; ++i) prod[c + i] = flushed_product(prod[c + i], tile_prod[i]);
           } else {
             run_scalar<false>(r, state + c, nullptr, len, c, k, e);
           }
