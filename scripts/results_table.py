@@ -61,6 +61,11 @@ def machine(context, paths):
             f"{context.get('date', '')[:10]}.")
 
 
+def rate(b):
+    """The benchmark's throughput, whichever counter it reports it in."""
+    return b.get("items_per_second") or b.get("updates_s") or b.get("tok_s")
+
+
 def speedups(files, bench):
     """{(name without threads): {threads: (row, speed-up)}} over all files."""
     table = defaultdict(dict)
@@ -76,9 +81,7 @@ def speedups(files, bench):
                 continue
             key = re.sub(r"/threads:\d+", "", name)
             one = ones.get(key)
-            rate = b.get("items_per_second") or b.get("updates_s") or b.get("tok_s")
-            one_rate = one and (one.get("items_per_second") or one.get("updates_s") or one.get("tok_s"))
-            table[key][p["threads"]] = (b, rate / one_rate if one_rate else None)
+            table[key][p["threads"]] = (b, rate(b) / rate(one) if one and rate(one) else None)
     return table
 
 
@@ -113,9 +116,8 @@ def scan_core(files):
         sc = scalar.get((p["L"], p["C"]))
         one = table[key].get(1, (None,))[0]
         ratio = f"{one['items_per_second'] / sc:.1f}x" if sc and one else "-"
-        print(f"| {pow2(p['L'])} | {p['C']} | " + " | ".join(cells) +
-              f" | {sc / 1e9:.2f} | {ratio} |" if sc else
-              f"| {pow2(p['L'])} | {p['C']} | " + " | ".join(cells) + " | - | - |")
+        scalar_cell = f"{sc / 1e9:.2f}" if sc else "-"
+        print(f"| {pow2(p['L'])} | {p['C']} | " + " | ".join(cells) + f" | {scalar_cell} | {ratio} |")
     print()
 
 
@@ -156,12 +158,12 @@ def models(files):
         for name, b in bench.items():
             base, p = params(name)
             if base in ("BM_Prefill", "BM_Decode"):
-                rows.append((ctx, base, p, b, name))
+                rows.append((ctx, base, p, b))
     if not rows:
         return
     print("| model | run | threads | tok/s (ceiling) | share |")
     print("| --- | --- | ---: | --- | ---: |")
-    for ctx, base, p, b, name in sorted(rows, key=lambda r: (r[0].get("executable", ""), r[1] != "BM_Prefill",
+    for ctx, base, p, b in sorted(rows, key=lambda r: (r[0].get("executable", ""), r[1] != "BM_Prefill",
                                                                  r[2].get("chunked", 0), r[2].get("L", 0),
                                                                  r[2]["threads"])):
         model = "Mamba-2" if "mamba2" in ctx.get("executable", "") else "Mamba-1"
