@@ -2,7 +2,7 @@
 # The two set-up commands of the README.
 #   bash scripts/setup.sh demo   install what is missing, build, run the demo
 #   bash scripts/setup.sh test   install what is missing, build, run every test
-#                                (Release, ASan + UBSan, fuzzing, TSan)
+#                                (-O2, ASan + UBSan, fuzzing, TSan)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -31,10 +31,13 @@ case "${1:-}" in
     ;;
   test)
     start=$SECONDS
-    echo "== Release: tests, examples (run as smoke tests), benchmark programs"
-    configure_and_build build/release -DSSM_BUILD_TESTS=ON -DSSM_BUILD_EXAMPLES=ON \
-      -DSSM_BUILD_BENCH=ON
-    ctest --test-dir build/release --output-on-failure -j "$jobs"
+    # -O2, not Release's -O3: the same optimized code for the tests to check,
+    # 20% less compile time (the whole build, Zen 3: 1027 against 1255 s of
+    # CPU). Its own folder, so that build/release keeps -O3 for benchmarks.
+    echo "== Optimized (-O2): tests, examples (run as smoke tests), benchmark programs"
+    configure_and_build build/test -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" \
+      -DSSM_BUILD_TESTS=ON -DSSM_BUILD_EXAMPLES=ON -DSSM_BUILD_BENCH=ON
+    ctest --test-dir build/test --output-on-failure -j "$jobs"
     # Heap, global and UB checks. ASan's stack instrumentation is off, as it
     # triples the compile time of the kernel-heavy tests; so are three UBSan
     # checks (test_scan_core 137 -> 101 s, the whole stage ~15%): object-size
