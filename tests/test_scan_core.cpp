@@ -198,8 +198,9 @@ TEMPLATE_TEST_CASE("threads over channels and over time give the sequential answ
                    "[scan_core][threads]", float, double) {
   // Channel blocks when channels are many; with few, time chunks (chunk 0
   // from the true state, the others reduced then rerun), in one thread too;
-  // 3 threads give uneven splits. Without OpenMP these run serially.
-  const int threads = GENERATE(1, 2, 3);
+  // 3 threads give uneven splits; 8, more than most of these split into,
+  // run as many as they do. Without OpenMP these run serially.
+  const int threads = GENERATE(1, 2, 3, 8);
   const bool const_a = GENERATE(false, true);
   SECTION("few channels, long: time chunks") {
     // Lengths just past the thresholds of run_recurrence (64K updates,

@@ -543,7 +543,12 @@ void run_recurrence(const RecurrenceArgs<T>& args, std::size_t L, std::size_t ch
                     std::size_t groups, T* h, int requested_threads) {
   constexpr std::size_t W = xsimd::batch<T, Arch>::size;
   const RecurrencePlan<Arch, T> plan(args, channels, groups);
-  const int threads = resolve_threads(requested_threads);
+  // More threads than the work splits into (channel blocks of 4 batches,
+  // time chunks of kMinStepsPerTimeChunk steps) run as many as it does, not
+  // one: 64 x 2^14 on a 16-core Xeon ran serial with 16 threads, 1.86x with 2.
+  const std::size_t splits = std::max(plan.width() / (4 * W), L / kMinStepsPerTimeChunk);
+  const int threads = int(std::min<std::size_t>(std::size_t(resolve_threads(requested_threads)),
+                                                std::max<std::size_t>(2, splits)));
   // Below ~64K state updates a thread costs more than it saves.
   const bool worth_threads = threads > 1 && L * channels >= (std::size_t(1) << 16);
   // Rows of a page or more on two threads split time from 1024 steps a
