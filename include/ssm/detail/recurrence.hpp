@@ -211,6 +211,18 @@ void recurrence_chains(const RecurrenceArgs<T>& r, const Chain<T>& ch, std::size
   });
 }
 
+// The arch of half Arch's batch width, with FMA (AVX-512 -> AVX2, AVX2 ->
+// SSE4.2), or void: it runs half a batch of the channels left over from
+// the full ones (see RecurrencePlan::run_range).
+template <class Arch>
+struct half_width {
+  static constexpr std::size_t bytes = Arch::alignment();  // a register's
+  using type = std::conditional_t<
+      bytes == 64 && xsimd::fma3<xsimd::avx2>::supported(), xsimd::fma3<xsimd::avx2>,
+      std::conditional_t<bytes == 32 && xsimd::fma3<xsimd::sse4_2>::supported(),
+                         xsimd::fma3<xsimd::sse4_2>, void>>;
+};
+
 // Elements of T from p to the next 64-byte cache line (0 if p is on one, or
 // if p is not aligned to T itself).
 template <class T>
