@@ -32,7 +32,7 @@ case "${1:-}" in
   test)
     start=$SECONDS
     # -O2, not Release's -O3: the same optimized code for the tests to check,
-    # 20% less compile time (the whole build, Zen 3: 1027 against 1255 s of
+    # 18% less compile time (the whole build, Zen 3: 1027 against 1255 s of
     # CPU). Its own folder, so that build/release keeps -O3 for benchmarks.
     echo "== Optimized (-O2): tests, examples (run as smoke tests), benchmark programs"
     configure_and_build build/test -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" \
