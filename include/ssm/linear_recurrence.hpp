@@ -58,6 +58,17 @@ SSM_ALWAYS_INLINE void with_flag(bool v, F&& f) {
     f(std::false_type{});
 }
 
+// Calls f(std::integral_constant<Emit, e>{}), as with_flag does for a bool.
+template <class F>
+SSM_ALWAYS_INLINE void with_emit(Emit e, F&& f) {
+  switch (e) {
+    case Emit::none: f(std::integral_constant<Emit, Emit::none>{}); break;
+    case Emit::states: f(std::integral_constant<Emit, Emit::states>{}); break;
+    case Emit::readout_first: f(std::integral_constant<Emit, Emit::readout_first>{}); break;
+    case Emit::readout_add: f(std::integral_constant<Emit, Emit::readout_add>{}); break;
+  }
+}
+
 // The recurrence over its channels, cut into the pieces the kernels run:
 // chains of W channels (SIMD), single channels (the tail of a group), one
 // contiguous channel (its steps in the lanes), or, for rows of kSweepBytes
@@ -171,7 +182,11 @@ class RecurrencePlan {
     const bool one_pass = n % W == 0 && chain_bundle(n / W, prod != nullptr) * W == n;
     const std::size_t tile = one_pass ? std::max<std::size_t>(64, (std::size_t(128) << 10) / row_bytes)
                                       : std::max<std::size_t>(16, (std::size_t(24) << 10) / row_bytes);
-    T tile_prod[4 * W];  // products of one tile's chains (or scalar rest), multiplied into prod
+    T tile_prod[4 * W];  // products of one tile's chains (or rest), multiplied into prod
+    // the products of channels [c, c + n) over the tile, into prod
+    const auto merge_products = [&](std::size_t c, std::size_t n) {
+      for (std::size_t i = 0; i < n; ++i) prod[c + i] = flushed_product(prod[c + i], tile_prod[i]);
+    };
     for (std::size_t s = t0; s < t1; s += tile) {
       const std::size_t len = std::min(tile, t1 - s);
       const RecurrenceArgs<T> r = r_.from(s);
@@ -186,7 +201,7 @@ class RecurrencePlan {
           if (prod) {
             ch.prod = tile_prod;
             run_chains<true>(r, ch, k, len, e);
-            for (std::size_t i = 0; i < k * W; ++i) prod[c + i] = flushed_product(prod[c + i], tile_prod[i]);
+            merge_products(c, k * W);
           } else {
             run_chains<false>(r, ch, k, len, e);
           }
@@ -197,15 +212,14 @@ class RecurrencePlan {
             Chain<T> ch = chains(r, c, state + c);
             ch.prod = tile_prod;
             run_half(r, ch, len, e, prod != nullptr);
-            if (prod)
-              for (std::size_t i = 0; i < kHalf; ++i) prod[c + i] = flushed_product(prod[c + i], tile_prod[i]);
+            if (prod) merge_products(c, kHalf);
             c += kHalf;
           }
         while (c < c1) {  // the rest, up to 4 channels at a time
           const std::size_t k = std::min<std::size_t>(4, c1 - c);
           if (prod) {
             run_scalar<true>(r, state + c, tile_prod, len, c, k, e);
-            for (std::size_t i = 0; i < k; ++i) prod[c + i] = flushed_product(prod[c + i], tile_prod[i]);
+            merge_products(c, k);
           } else {
             run_scalar<false>(r, state + c, nullptr, len, c, k, e);
           }
@@ -330,12 +344,7 @@ class RecurrencePlan {
           default: assert(false && "chain_bundle returns 1-4, 8 or 16"); break;
         }
       };
-      switch (e) {
-        case Emit::none: go(std::integral_constant<Emit, Emit::none>{}); break;
-        case Emit::states: go(std::integral_constant<Emit, Emit::states>{}); break;
-        case Emit::readout_first: go(std::integral_constant<Emit, Emit::readout_first>{}); break;
-        case Emit::readout_add: go(std::integral_constant<Emit, Emit::readout_add>{}); break;
-      }
+      with_emit(e, go);
     });
   }
 
@@ -345,13 +354,10 @@ class RecurrencePlan {
     if constexpr (kHalf > 0) {
       with_flag(r.a_stride == 0, [&](auto const_a) {
         with_flag(prod, [&](auto pr) {
-          constexpr bool CA = decltype(const_a)::value, P = decltype(pr)::value;
-          switch (e) {
-            case Emit::none: recurrence_chains<Half, 1, CA, Emit::none, P>(r, ch, len); break;
-            case Emit::states: recurrence_chains<Half, 1, CA, Emit::states, P>(r, ch, len); break;
-            case Emit::readout_first: recurrence_chains<Half, 1, CA, Emit::readout_first, P>(r, ch, len); break;
-            case Emit::readout_add: recurrence_chains<Half, 1, CA, Emit::readout_add, P>(r, ch, len); break;
-          }
+          with_emit(e, [&](auto emit) {
+            recurrence_chains<Half, 1, decltype(const_a)::value, decltype(emit)::value,
+                              decltype(pr)::value>(r, ch, len);
+          });
         });
       });
     }
@@ -364,13 +370,9 @@ class RecurrencePlan {
     with_flag(r.a_stride == 0, [&](auto const_a) {
       constexpr bool CA = decltype(const_a)::value;
       const auto go = [&](auto chains) {
-        constexpr std::size_t K = decltype(chains)::value;
-        switch (e) {
-          case Emit::none: recurrence_scalar<K, CA, Emit::none, Prod>(r, h, prod, len, c); break;
-          case Emit::states: recurrence_scalar<K, CA, Emit::states, Prod>(r, h, prod, len, c); break;
-          case Emit::readout_first: recurrence_scalar<K, CA, Emit::readout_first, Prod>(r, h, prod, len, c); break;
-          case Emit::readout_add: recurrence_scalar<K, CA, Emit::readout_add, Prod>(r, h, prod, len, c); break;
-        }
+        with_emit(e, [&](auto emit) {
+          recurrence_scalar<decltype(chains)::value, CA, decltype(emit)::value, Prod>(r, h, prod, len, c);
+        });
       };
       switch (k) {
         case 4: go(std::integral_constant<std::size_t, 4>{}); break;
