@@ -155,9 +155,15 @@ inline void streaming_fence() {
 
 // States [n0, n0 + R) x [p0, p0 + PV W) in registers for the whole block.
 // first: the readout starts from 0, else from `partial`; last: the readout
-// is complete and y is written, else `partial`.
-template <class Arch, std::size_t R, std::size_t PV>
-void ssd_tile(const SsdBlock& k, std::size_t n0, std::size_t p0, bool first, bool last) {
+// is complete and y is written, else `partial`. Middle: neither, known at
+// compile time, for the tiles between a column block's first and last
+// (11 of 13 with 64 states): their loop then tests no flag, which made the
+// tiles 4%-7% faster over 16 and 32 steps on Zen 3, and the AVX-512 ones
+// no slower (bench/RESULTS.md, "Stop 43"); the first and last tiles keep
+// the flags at run time, which saves instantiating each tile four times.
+template <class Arch, std::size_t R, std::size_t PV, bool Middle = false>
+void ssd_tile(const SsdBlock& k, std::size_t n0, std::size_t p0, bool first_tile, bool last_tile) {
+  const bool first = !Middle && first_tile, last = !Middle && last_tile;
   using batch = xsimd::batch<float, Arch>;
   constexpr std::size_t W = batch::size;
   // operands in locals: the stores could otherwise alias k's fields
@@ -249,8 +255,13 @@ void ssd_column_block(const SsdBlock& k, std::size_t p0) {
     if ((N - fewer * R) % 4 == 0) tiles = fewer;
   }
   std::size_t n0 = 0;
-  for (; n0 < tiles * R; n0 += R) ssd_tile<Arch, R, PV>(k, n0, p0, n0 == 0, n0 + R == N);
-  if constexpr (R != 4)
+  for (; n0 < tiles * R; n0 += R) {
+    if (n0 != 0 && n0 + R != N)
+      ssd_tile<Arch, R, PV, true>(k, n0, p0, false, false);
+    else
+      ssd_tile<Arch, R, PV>(k, n0, p0, n0 == 0, n0 + R == N);
+  }
+  if constexpr (R != 4)  // at most a few
     for (; n0 + 4 <= N; n0 += 4) ssd_tile<Arch, 4, PV>(k, n0, p0, n0 == 0, n0 + 4 == N);
   for (; n0 < N; ++n0) ssd_tile<Arch, 1, PV>(k, n0, p0, n0 == 0, n0 + 1 == N);
 }
