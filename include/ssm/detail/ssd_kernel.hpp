@@ -156,11 +156,11 @@ inline void streaming_fence() {
 // States [n0, n0 + R) x [p0, p0 + PV W) in registers for the whole block.
 // first: the readout starts from 0, else from `partial`; last: the readout
 // is complete and y is written, else `partial`. Middle: neither, known at
-// compile time, for the tiles between a column block's first and last
-// (11 of 13 with 64 states): their loop then tests no flag, which made the
-// tiles 4%-7% faster over 16 and 32 steps on Zen 3, and the AVX-512 ones
-// no slower (bench/RESULTS.md, "Stop 43"); the first and last tiles keep
-// the flags at run time, which saves instantiating each tile four times.
+// compile time, for the tiles between a column block's first and last (11
+// of 13 with 64 states on AVX2): their loop then tests no flag, which made
+// the tiles 4%-7% faster over 16 and 32 steps on Zen 3, and the AVX-512
+// ones no slower (bench/RESULTS.md, "Stop 43"); the first and last tiles
+// keep the flags at run time, which saves instantiating each tile 4 times.
 template <class Arch, std::size_t R, std::size_t PV, bool Middle = false>
 void ssd_tile(const SsdBlock& k, std::size_t n0, std::size_t p0, bool first_tile, bool last_tile) {
   const bool first = !Middle && first_tile, last = !Middle && last_tile;
