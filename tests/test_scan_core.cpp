@@ -267,6 +267,10 @@ TEMPLATE_TEST_CASE("one thread allocates nothing outside the row sweeps", "[scan
   // built on every call, thrown or not, once cost ~60 ns a call.)
   constexpr std::size_t W = xsimd::batch<TestType>::size;
   constexpr std::size_t sweep = ssm::detail::RecurrencePlan<xsimd::default_arch, TestType>::kSweepBytes;
+  // The OpenMP runtime sets itself up on its first call, not counted here:
+  // LLVM's libomp, under the sanitizers, then loads its OMPT tool (libarcher),
+  // which allocates through this program's operator new.
+  (void)ssm::detail::resolve_threads(0);
   for (std::size_t C : {std::size_t(1), W - 1, 4 * W + 3, sweep / sizeof(TestType) - 4})
     for (std::size_t L : {std::size_t(0), std::size_t(1), std::size_t(2), W + 1, std::size_t(1000)}) {
       const auto at = std::ptrdiff_t(C);
