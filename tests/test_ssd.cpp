@@ -125,11 +125,12 @@ constexpr double tolerance = 1e-6;
 }  // namespace
 
 TEST_CASE("ssd_recurrent matches the double-precision loop", "[ssd]") {
-  // head_dim below, at and around the batch widths, state sizes around the
-  // tile heights (AVX2: 5, then 4, then 1; 0: no state, y = D x), lengths
-  // around the time blocks of 32 steps (63, 64, 65: two blocks, a step
-  // either side)
-  const std::size_t P = GENERATE(1, 7, 16, 24, 64, 67);
+  // head_dim below, at and around the batch widths and the column blocks
+  // of 1-4 batches (40 and 48: 2 and 3 on AVX-512), state sizes around the
+  // tile heights (AVX2: 5, AVX-512: 6, then 4, then 1; 0: no state, y =
+  // D x), lengths around the time blocks of 32 steps (63, 64, 65: two
+  // blocks, a step either side)
+  const std::size_t P = GENERATE(1, 7, 16, 24, 40, 48, 64, 67);
   const std::size_t N = GENERATE(0, 1, 5, 7, 16, 64, 128);
   const std::size_t L = GENERATE(1, 2, 63, 64, 65, 150);
   const bool options = GENERATE(false, true);

@@ -244,7 +244,8 @@ inline void ssd_columns_scalar(const SsdBlock& k, std::size_t p0, std::size_t p1
 
 // Tiles of R rows of a PV-batch column block, then of 4 rows, then single
 // rows: as many of R as leave a multiple of 4 where that is possible (with
-// R = 5, 64 rows are 12 x 5 + 4 and 128 are 24 x 5 + 2 x 4).
+// R = 5, 64 rows are 12 x 5 + 4 and 128 are 24 x 5 + 2 x 4; with R = 6,
+// 10 x 6 + 4 and 20 x 6 + 2 x 4).
 template <class Arch, std::size_t R, std::size_t PV>
 void ssd_column_block(const SsdBlock& k, std::size_t p0) {
   const std::size_t N = k.N;
@@ -267,17 +268,21 @@ void ssd_column_block(const SsdBlock& k, std::size_t p0) {
 }
 
 // The block over all states: columns in blocks of PV batches, then the
-// rest. With 32 vector registers a 4 x 4 tile (16 state registers); with 16
-// (AVX2), 5 x 2 (10 state registers, 15 in all). There, what bounds the
-// tile is its loads, and mostly the broadcasts of B and C (a 4 x 2 tile
-// ran at 0.83 of the FMA ceiling alone, 0.97-0.98 with them from
-// registers): per FMA it loads 1 / PV broadcasts and 1.5 / R rows of x
-// and the partial readouts, 0.875 with 4 x 2, 0.8 with 5 x 2 (0.88 of the
-// ceiling alone, on Zen 3).
+// rest. A tile loads, per FMA, 1 / PV broadcasts of B and C and 1 / R rows
+// of x and of the partial readouts, and stores 1 / (2 R) rows. With 16
+// vector registers (AVX2), 5 x 2 (10 state registers, 15 in all): there
+// what bounds the tile is its loads, and mostly the broadcasts (a 4 x 2
+// tile ran at 0.83 of the FMA ceiling alone, 0.97-0.98 with them from
+// registers); 0.8 loads and stores per FMA against 0.875 with 4 x 2 (0.88
+// of the ceiling alone, on Zen 3). With 32 (AVX-512), 6 x 4 (24 state registers;
+// the rows of x, then those of the readouts, and a broadcast in the other
+// 8, with no spill): 0.5 loads and stores per FMA against 0.625 with
+// 4 x 4, and 1.05x-1.10x the 4 x 4 kernel on a Sapphire Rapids-class Xeon
+// (bench/RESULTS.md, "Stop 45").
 template <class Arch>
 void ssd_block(const SsdBlock& k) {
   using batch = xsimd::batch<float, Arch>;
-  constexpr std::size_t W = batch::size, R = W >= 16 ? 4 : 5, PV = W >= 16 ? 4 : 2;
+  constexpr std::size_t W = batch::size, R = W >= 16 ? 6 : 5, PV = W >= 16 ? 4 : 2;
   if (k.N == 0) {  // no states: y = D x
     for (std::size_t t = 0; t < k.T; ++t)
       for (std::size_t p = 0; p < k.P; ++p)
