@@ -274,11 +274,11 @@ void ssd_column_block(const SsdBlock& k, std::size_t p0) {
 // what bounds the tile is its loads, and mostly the broadcasts (a 4 x 2
 // tile ran at 0.83 of the FMA ceiling alone, 0.97-0.98 with them from
 // registers); 0.8 loads and stores per FMA against 0.875 with 4 x 2 (0.88
-// of the ceiling alone, on Zen 3). With 32 (AVX-512), 6 x 4 (24 state registers;
-// the rows of x, then those of the readouts, and a broadcast in the other
-// 8, with no spill): 0.5 loads and stores per FMA against 0.625 with
-// 4 x 4, and 1.05x-1.10x the 4 x 4 kernel on a Sapphire Rapids-class Xeon
-// (bench/RESULTS.md, "Stop 45").
+// of the ceiling alone, on Zen 3). With 32 (AVX-512), 6 x 4 (24 state
+// registers; the rows of x, then those of the readouts, and a broadcast in
+// the other 8, with no spill): 0.5 loads and stores per FMA against 0.625
+// with 4 x 4, and 1.04x-1.10x the 4 x 4 kernel on a Sapphire Rapids-class
+// Xeon (bench/RESULTS.md, "Stop 45").
 template <class Arch>
 void ssd_block(const SsdBlock& k) {
   using batch = xsimd::batch<float, Arch>;
