@@ -277,8 +277,9 @@ void ssd_column_block(const SsdBlock& k, std::size_t p0) {
 // of the ceiling alone, on Zen 3). With 32 (AVX-512), 6 x 4 (24 state
 // registers; the rows of x, then those of the readouts, and a broadcast in
 // the other 8, with no spill): 0.5 loads and stores per FMA against 0.625
-// with 4 x 4, and 1.04x-1.10x the 4 x 4 kernel on a Sapphire Rapids-class
-// Xeon (bench/RESULTS.md, "Stop 45").
+// with 4 x 4; the kernel 1.04x-1.10x as fast as with 4 x 4 on a Sapphire
+// Rapids-class Xeon, 1.02x-1.07x on an Emerald Rapids one (bench/RESULTS.md,
+// "Stop 45").
 template <class Arch>
 void ssd_block(const SsdBlock& k) {
   using batch = xsimd::batch<float, Arch>;
