@@ -6,7 +6,7 @@ per-round ratios (second / first).
 On a shared machine a single run can be 30% off in either direction; a
 change is only measured when both builds run in the same rounds, one after
 the other, and their ratios are compared round by round. Every A/B table in
-bench/RESULTS.md is of this kind.
+bench/RESULTS.md and bench/LOG.md is of this kind.
 
   /usr/bin/python3 scripts/bench_compare.py --rounds 5 --cpu 0 \\
       old/bench_mamba2 new/bench_mamba2 -- \\

@@ -61,7 +61,8 @@ struct SsdArgs {
   /// the transpose of transformers' (head_dim, N) per head. On a cache line
   /// (64 bytes; a large std::vector's data is 16 bytes past one) with
   /// head_dim a multiple of 16, no row of it straddles two lines:
-  /// ssd_recurrent ran 5%-10% faster so on a Zen 3 (bench/RESULTS.md).
+  /// ssd_recurrent ran 5%-10% faster so on a Zen 3 (bench/LOG.md, "The
+  /// state on a cache line").
   float* state = nullptr;
   std::ptrdiff_t state_batch_stride = 0;
 
@@ -143,7 +144,8 @@ inline int ssd_threads(const SsdArgs& p, int threads) {
 /// an allocation failure throws std::bad_alloc.
 /// At long L a head's rows of x, dt and y are walked a 4 KiB page per step:
 /// operands in 2 MiB pages (as the models' workspaces hold them,
-/// detail/pages.hpp) ran up to 2x faster on a Xeon host (bench/RESULTS.md).
+/// detail/pages.hpp) ran up to 2x faster on a Xeon host (bench/LOG.md, "The
+/// rows in whole 2 MiB pages").
 template <class Arch = xsimd::default_arch>
 void ssd_recurrent(const SsdArgs& p, int threads = 0) {
   detail::check_ssd(p, "ssm::ssd_recurrent");

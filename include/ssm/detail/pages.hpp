@@ -4,7 +4,7 @@
 // a channel block's rows of u, delta, z, B, C and y. With those rows in 2
 // MiB pages, on a Xeon host with 105 MiB of L3, `ssd_recurrent` ran 2.0x
 // faster at L = 2048, N = 64 and `selective_scan` up to 1.9x
-// (bench/RESULTS.md, "The rows in whole 2 MiB pages"). Advising a malloc'd
+// (bench/LOG.md, "The rows in whole 2 MiB pages"). Advising a malloc'd
 // buffer is not enough, because malloc hands back heap memory already touched
 // in 4 KiB pages. So a large buffer here is allocated 2 MiB-aligned and whole,
 // and advised before anything touches it.

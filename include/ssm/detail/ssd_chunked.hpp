@@ -55,7 +55,7 @@ struct SsdSequence {
 // products they would make cost Intel cores a ~100-cycle microcode assist
 // each in the matrix products: the chunked form ran at 0.05-0.11 of the
 // recurrent one on an Emerald Rapids Xeon, 0.20-0.44 with this floor, as on
-// Zen 5 (bench/RESULTS.md, "The chunked form without subnormals").
+// Zen 5 (bench/LOG.md, "The chunked form without subnormals").
 constexpr float ssd_log2_decay_floor = -64.f;
 
 // 2^r for r <= 0, 0 below the floor; NaN stays NaN

@@ -40,7 +40,7 @@ constexpr float ssd_scale_floor = -32.f;
 // (2 x T x N floats: 32 KiB at T = 64, N = 64, all of Zen 3's L1). The
 // tiles alone on Zen 3, N = 64 / 128: 0.88 / 0.82 of the FMA ceiling at 64
 // steps, 0.93 / 0.91 at 32, 0.87 / 0.84 at 16; the whole kernel on a Xeon
-// (AVX-512), 32 steps against 64: 1.00x-1.18x (bench/RESULTS.md, "Stop 40").
+// (AVX-512), 32 steps against 64: 1.00x-1.18x (bench/LOG.md, Mamba-2 "Stop 40").
 constexpr std::size_t ssd_time_block = 32;
 
 // How dt is made from the projection's raw value (transformers' Mamba-2):
@@ -159,7 +159,7 @@ inline void streaming_fence() {
 // compile time, for the tiles between a column block's first and last (11
 // of 13 with 64 states on AVX2): their loop then tests no flag, which made
 // the tiles 4%-7% faster over 16 and 32 steps on Zen 3, and the AVX-512
-// ones no slower (bench/RESULTS.md, "Stop 43"); the first and last tiles
+// ones no slower (bench/LOG.md, Mamba-2 "Stop 43"); the first and last tiles
 // keep the flags at run time, which saves instantiating each tile 4 times.
 template <class Arch, std::size_t R, std::size_t PV, bool Middle = false>
 void ssd_tile(const SsdBlock& k, std::size_t n0, std::size_t p0, bool first_tile, bool last_tile) {
@@ -278,8 +278,8 @@ void ssd_column_block(const SsdBlock& k, std::size_t p0) {
 // registers; the rows of x, then those of the readouts, and a broadcast in
 // the other 8, with no spill): 0.5 loads and stores per FMA against 0.625
 // with 4 x 4; the kernel 1.04x-1.10x as fast as with 4 x 4 on a Sapphire
-// Rapids-class Xeon, 1.02x-1.07x on an Emerald Rapids one (bench/RESULTS.md,
-// "Stop 45").
+// Rapids-class Xeon, 1.02x-1.07x on an Emerald Rapids one (bench/LOG.md,
+// Mamba-2 "Stop 45").
 template <class Arch>
 void ssd_block(const SsdBlock& k) {
   using batch = xsimd::batch<float, Arch>;
@@ -359,7 +359,8 @@ void pack_rows(const float* from, std::ptrdiff_t stride, std::size_t n, std::siz
 // place: packing x took its rows' misses up front, before any FMA; read by
 // the first tile they can overlap with its FMAs. 1.00x-1.05x in a driver on
 // Zen 5 (either page size; rows 8 or 16 KiB apart, whose lines share a few
-// L1 sets, too), within the spread in bench_mamba2 (bench/RESULTS.md).
+// L1 sets, too), within the spread in bench_mamba2 (bench/LOG.md, "x read
+// in place").
 template <class Arch>
 void ssd_head_block(const SsdHead& h, std::size_t t0, std::size_t n, double& c, SsdScratch& s,
                     const float* C_packed = nullptr, bool stream_y = false) {
