@@ -12,6 +12,7 @@
 // timings; bench::BestWindow).
 //
 //   build/release/bench/bench_scan_core --benchmark_min_time=0.2
+#include <ssm/detail/aligned.hpp>
 #include <ssm/linear_recurrence.hpp>
 
 #include "ceilings.hpp"
@@ -32,7 +33,7 @@ namespace {
 // the updates/s with the rows on lines, and the stream 0.94x (a Sapphire
 // Rapids-class Xeon; bench/LOG.md, "Stop 45").
 struct Problem {
-  using Buffer = std::vector<float, xsimd::aligned_allocator<float, 64>>;
+  using Buffer = ssm::detail::line_vector<float>;
   std::size_t L, C;
   Buffer a, b, out, h;
   Problem(std::size_t L_, std::size_t C_) : L(L_), C(C_), a(L * C), b(L * C), out(L * C), h(C) {

@@ -2,6 +2,7 @@
 // a double-precision loop (tests/reference/mamba2_naive.hpp), at each SIMD
 // width, with strided and offset operands, groups, threads, the dt options,
 // long sequences and the errors. (The model: test_mamba2.cpp.)
+#include <ssm/detail/aligned.hpp>
 #include <ssm/ssd.hpp>
 
 #include "arch.hpp"
@@ -73,7 +74,7 @@ double run_case(const Shape& s, const Case& k) {
   state.insert(state.begin(), 0.f);  // unaligned
   // y rows wider than H P, NaN-filled: every output must be written
   const std::size_t y_row = s.aligned_y ? (HP + 16) / 16 * 16 : HP + 3, y_off = s.aligned_y ? 0 : 1;
-  std::vector<float, xsimd::aligned_allocator<float, 64>> y(BL * y_row + 1, std::nanf(""));
+  ssm::detail::line_vector<float> y(BL * y_row + 1, std::nanf(""));
 
   ssm::SsdArgs p;
   p.batch = s.batch, p.L = s.L, p.heads = s.H, p.head_dim = s.P, p.N = s.N, p.groups = s.G;

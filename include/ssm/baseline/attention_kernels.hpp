@@ -22,6 +22,7 @@
 // (AVX-512), 12 with 16.
 #pragma once
 
+#include <ssm/detail/aligned.hpp>
 #include <ssm/detail/omp.hpp>
 
 #include <xsimd/xsimd.hpp>
@@ -58,14 +59,11 @@ constexpr std::size_t attention_padded_dim(std::size_t head_dim) {
   return (head_dim + unit - 1) / unit * unit;
 }
 
-template <class T>
-using aligned_vector = std::vector<T, xsimd::aligned_allocator<T, 64>>;
-
 // 64-byte aligned storage whose resize() leaves new elements uninitialized:
 // the packed cache is written before it is read, and zeroing megabytes first
 // would touch every page twice.
 template <class T>
-struct uninitialized_allocator : xsimd::aligned_allocator<T, 64> {
+struct uninitialized_allocator : xsimd::aligned_allocator<T, cache_line_bytes> {
   template <class U>
   struct rebind {
     using other = uninitialized_allocator<U>;
@@ -304,7 +302,7 @@ void attention_accumulate(const T* p, std::size_t keys, const T* v,
 // Per-thread buffers for one block of query rows.
 template <class T>
 struct AttentionScratch {
-  aligned_vector<T> q, o, s, m, l, alpha;
+  line_vector<T> q, o, s, m, l, alpha;
   AttentionScratch(std::size_t rows, std::size_t strip, std::size_t dh, std::size_t dp)
       : q(rows * dh), o(rows * dp), s(strip * attention_key_block), m(rows),
         l(rows), alpha(strip) {}

@@ -16,6 +16,7 @@
 // put up to 1.3e-6 of error into each s, and each y, by itself.
 #pragma once
 
+#include <ssm/detail/aligned.hpp>
 #include <ssm/detail/exp.hpp>
 #include <ssm/detail/recurrence.hpp>             // static_for, prefetch, SSM_ALWAYS_INLINE
 #include <ssm/detail/selective_scan_kernel.hpp>  // softplus, log2e_double
@@ -81,7 +82,7 @@ struct SsdHead {
 // (measured while x was packed here too, N = 64: 1.05x-1.15x on Zen 5 and
 // on an Emerald Rapids Xeon).
 struct SsdScratch {
-  using Buffer = std::vector<float, xsimd::aligned_allocator<float, 64>>;
+  using Buffer = line_vector<float>;
   Buffer partial;    // (T, P): the readouts of the state rows done so far
   Buffer dt;         // per step: dt, then dt / s
   Buffer scale;      // per step: r = log2 s - k, then s = 2^k 2^r
