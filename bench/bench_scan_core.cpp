@@ -31,7 +31,7 @@ namespace {
 // them. From malloc (16 bytes off a line) rows of a single batch split
 // every load and store across two lines: 16 x 2^10 floats, in L2, 0.93x
 // the updates/s with the rows on lines, and the stream 0.94x (a Sapphire
-// Rapids-class Xeon; bench/LOG.md, "Stop 45").
+// Rapids-class Xeon; bench/LOG.md, scan core "Stop 45").
 struct Problem {
   using Buffer = ssm::detail::line_vector<float>;
   std::size_t L, C;

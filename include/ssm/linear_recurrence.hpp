@@ -561,8 +561,8 @@ constexpr bool page_rows(std::size_t channels) {
 // blocks. Rows of a page or more go in time chunks only on two threads,
 // where the last chunk tracks no products (run_time_parallel): 1024 x 2^14
 // 1.3x-1.6x faster on the Zen 4 VM, 0.95x-1.1x on the Xeon; with middle
-// chunks (4 or 8 threads) 0.7x-0.9x on the Xeon (bench/LOG.md, "Stop 34"
-// and "Stop 35").
+// chunks (4 or 8 threads) 0.7x-0.9x on the Xeon (bench/LOG.md, scan core
+// "Stop 34" and "Stop 35").
 template <class Arch, class T>
 bool time_chunks_cheaper(const RecurrencePlan<Arch, T>& plan, const RecurrenceArgs<T>& args,
                          std::size_t L, std::size_t channels, int threads) {
@@ -593,7 +593,7 @@ void run_recurrence(const RecurrenceArgs<T>& args, std::size_t L, std::size_t ch
   const bool worth_threads = threads > 1 && L * channels >= (std::size_t(1) << 16);
   // Rows of a page or more on two threads split time from 1024 steps a
   // thread: 2048-4096 steps of 1024-4096 floats ran 1.2x-1.9x faster so
-  // than in channel blocks on a Zen 3 VM (bench/LOG.md, "Stop 39").
+  // than in channel blocks on a Zen 3 VM (bench/LOG.md, scan core "Stop 39").
   const bool wide_pair = threads == 2 && page_rows<T>(channels);
   const std::size_t min_steps = wide_pair ? kMinStepsPerTimeChunk / 4 : kMinStepsPerTimeChunk;
   const bool time_splits = L >= std::size_t(threads) * min_steps;
