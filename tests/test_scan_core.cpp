@@ -153,11 +153,12 @@ void check(const Case& k) {
 TEMPLATE_TEST_CASE("linear_recurrence matches a double loop on every shape", "[scan_core]", float,
                    double, std::complex<float>, std::complex<double>) {
   constexpr std::size_t W = xsimd::batch<TestType>::size;
-  // 4W + 3: a bundle of 4 chains and a tail; 8W + 3, 150 and 16W + 5:
-  // bundles of 16 or 8 chains (as many as the registers hold) where the row
-  // is narrow enough (under kSweepBytes), else sweeps
-  const std::size_t C = GENERATE_COPY(std::size_t(1), W - 1, W, W + 1, 4 * W + 3, 8 * W + 3,
-                                      std::size_t(150), 16 * W + 5);
+  // 4W + 3: a bundle of 4 chains and a tail; 5W + 3, 6W and 7W + 5: one
+  // bundle of 5, 6 or 7 (real types; complex ones, 4 and the rest); 8W + 3,
+  // 150 and 16W + 5: bundles of 16 or 8 chains (as many as the registers
+  // hold) where the row is narrow enough (under kSweepBytes), else sweeps
+  const std::size_t C = GENERATE_COPY(std::size_t(1), W - 1, W, W + 1, 4 * W + 3, 5 * W + 3, 6 * W,
+                                      7 * W + 5, 8 * W + 3, std::size_t(150), 16 * W + 5);
   const std::size_t L = GENERATE(std::size_t(0), std::size_t(1), std::size_t(2), std::size_t(37), std::size_t(1000));
   const bool const_a = GENERATE(false, true);
   const bool store = GENERATE(false, true);

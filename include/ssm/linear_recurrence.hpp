@@ -262,10 +262,14 @@ class RecurrencePlan {
   }
 
   // Batches in the next bundle (chains run in lockstep), `left` batches to
-  // go: the widest bundle that fits (kChains, kChains / 2, ..., 4), else all
-  // that are left. Bundles tracking products (the time-chunked passes, which
-  // run only where channels are few) stay at 4, which compiles fewer kernels.
+  // go: 5 to 7 in one bundle, where 4 and the rest would read the rows in two
+  // passes (40 channels of 4096 steps, Zen 3: 1.16x-1.19x, at 0.95 of the
+  // ceiling; bench/LOG.md, scan core "Stop 47"); else the widest bundle that
+  // fits (kChains, kChains / 2, ..., 4), else all that are left. Bundles
+  // tracking products (the time-chunked passes, which run only where
+  // channels are few) stay at 4 or fewer, which compiles fewer kernels.
   static std::size_t chain_bundle(std::size_t left, bool prod) {
+    if (!prod && kChains >= 8 && left > 4 && left < 8) return left;
     for (std::size_t g = kChains; g > 4 && !prod; g /= 2)
       if (left >= g) return g;
     return std::min<std::size_t>(left, 4);
@@ -330,18 +334,27 @@ class RecurrencePlan {
       constexpr bool CA = decltype(const_a)::value;
       auto go = [&](auto emit) {
         constexpr Emit E = decltype(emit)::value;
-        switch (n) {  // bundles of 8 and 16 never track products (chain_bundle)
+        switch (n) {  // bundles of 5 or more never track products (chain_bundle)
           case 16:
             if constexpr (kChains >= 16 && !Prod) recurrence_chains<Arch, 16, CA, E, false>(r, ch, len);
             break;
           case 8:
             if constexpr (kChains >= 8 && !Prod) recurrence_chains<Arch, 8, CA, E, false>(r, ch, len);
             break;
+          case 7:
+            if constexpr (kChains >= 8 && !Prod) recurrence_chains<Arch, 7, CA, E, false>(r, ch, len);
+            break;
+          case 6:
+            if constexpr (kChains >= 8 && !Prod) recurrence_chains<Arch, 6, CA, E, false>(r, ch, len);
+            break;
+          case 5:
+            if constexpr (kChains >= 8 && !Prod) recurrence_chains<Arch, 5, CA, E, false>(r, ch, len);
+            break;
           case 4: recurrence_chains<Arch, 4, CA, E, Prod>(r, ch, len); break;
           case 3: recurrence_chains<Arch, 3, CA, E, Prod>(r, ch, len); break;
           case 2: recurrence_chains<Arch, 2, CA, E, Prod>(r, ch, len); break;
           case 1: recurrence_chains<Arch, 1, CA, E, Prod>(r, ch, len); break;
-          default: assert(false && "chain_bundle returns 1-4, 8 or 16"); break;
+          default: assert(false && "chain_bundle returns 1-8 or 16"); break;
         }
       };
       with_emit(e, go);
