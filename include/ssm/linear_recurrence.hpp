@@ -334,22 +334,16 @@ class RecurrencePlan {
       constexpr bool CA = decltype(const_a)::value;
       auto go = [&](auto emit) {
         constexpr Emit E = decltype(emit)::value;
-        switch (n) {  // bundles of 5 or more never track products (chain_bundle)
-          case 16:
-            if constexpr (kChains >= 16 && !Prod) recurrence_chains<Arch, 16, CA, E, false>(r, ch, len);
-            break;
-          case 8:
-            if constexpr (kChains >= 8 && !Prod) recurrence_chains<Arch, 8, CA, E, false>(r, ch, len);
-            break;
-          case 7:
-            if constexpr (kChains >= 8 && !Prod) recurrence_chains<Arch, 7, CA, E, false>(r, ch, len);
-            break;
-          case 6:
-            if constexpr (kChains >= 8 && !Prod) recurrence_chains<Arch, 6, CA, E, false>(r, ch, len);
-            break;
-          case 5:
-            if constexpr (kChains >= 8 && !Prod) recurrence_chains<Arch, 5, CA, E, false>(r, ch, len);
-            break;
+        const auto wide = [&](auto k) {  // 5 or more never track products (chain_bundle)
+          constexpr std::size_t K = decltype(k)::value;
+          if constexpr (kChains >= K && !Prod) recurrence_chains<Arch, K, CA, E, false>(r, ch, len);
+        };
+        switch (n) {
+          case 16: wide(std::integral_constant<std::size_t, 16>{}); break;
+          case 8: wide(std::integral_constant<std::size_t, 8>{}); break;
+          case 7: wide(std::integral_constant<std::size_t, 7>{}); break;
+          case 6: wide(std::integral_constant<std::size_t, 6>{}); break;
+          case 5: wide(std::integral_constant<std::size_t, 5>{}); break;
           case 4: recurrence_chains<Arch, 4, CA, E, Prod>(r, ch, len); break;
           case 3: recurrence_chains<Arch, 3, CA, E, Prod>(r, ch, len); break;
           case 2: recurrence_chains<Arch, 2, CA, E, Prod>(r, ch, len); break;
