@@ -263,7 +263,7 @@ class RecurrencePlan {
 
   // Batches in the next bundle (chains run in lockstep), `left` batches to
   // go: 5 to 7 in one bundle, where 4 and the rest would read the rows in two
-  // passes (40 channels of 4096 steps, Zen 3: 1.16x-1.19x, at 0.95 of the
+  // passes (40 channels of 4096 steps, Zen 3: 1.15x-1.19x, at 0.95 of the
   // ceiling; bench/LOG.md, scan core "Stop 47"); else the widest bundle that
   // fits (kChains, kChains / 2, ..., 4), else all that are left. Bundles
   // tracking products (the time-chunked passes, which run only where
