@@ -6,6 +6,8 @@
 // repeats one row (a time-invariant coefficient).
 #pragma once
 
+#include <ssm/detail/aligned.hpp>
+
 #include <xsimd/xsimd.hpp>
 
 #include <algorithm>
@@ -223,12 +225,12 @@ struct half_width {
                          xsimd::fma3<xsimd::sse4_2>, void>>;
 };
 
-// Elements of T from p to the next 64-byte cache line (0 if p is on one, or
-// if p is not aligned to T itself).
+// Elements of T from p to the next cache line (0 if p is on one, or if p
+// is not aligned to T itself).
 template <class T>
 std::size_t lead_to_line(const T* p) {
-  const auto bytes = reinterpret_cast<std::uintptr_t>(p) % 64;
-  return bytes == 0 || bytes % sizeof(T) != 0 ? 0 : (64 - bytes) / sizeof(T);
+  const auto bytes = reinterpret_cast<std::uintptr_t>(p) % cache_line_bytes;
+  return bytes == 0 || bytes % sizeof(T) != 0 ? 0 : (cache_line_bytes - bytes) / sizeof(T);
 }
 
 // Wide rows: L steps of channels [w0, w1) of every group, each step sweeping
